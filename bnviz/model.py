@@ -1,0 +1,106 @@
+"""The network: blocks of conv3x3 -> norm -> activation (or conv -> activation -> norm); every
+block after the first downsamples 2x with a stride-2 conv; global average pooling; a linear head."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import torch
+from torch import nn
+
+from .batchnorm import BatchNorm2d
+from .config import TrainConfig
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+
+
+def group_count(channels: int) -> int:
+    """GroupNorm groups: the largest divisor of C up to min(32, C / 2), so 2+ channels a group."""
+    return max(g for g in range(1, max(1, min(32, channels // 2)) + 1) if channels % g == 0)
+
+
+def make_norm(config: TrainConfig, channels: int) -> nn.Module:
+    """The normalization layer of one block; 'none' is an identity (pre-activations still seen)."""
+    if config.norm == "batch":
+        momentum = config.momentum
+        layer = BatchNorm2d if config.bn_impl == "scratch" else nn.BatchNorm2d
+        return layer(channels, eps=config.eps, momentum=momentum)
+    groups = {"group": group_count(channels), "layer": 1, "instance": channels}.get(config.norm)
+    if groups is None:
+        return nn.Identity()
+    return nn.GroupNorm(groups, channels, eps=config.eps)
+
+
+class Block(nn.Module):
+    """conv3x3 -> norm -> activation, or conv3x3 -> activation -> norm (placement='after')."""
+
+    def __init__(self, config: TrainConfig, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        self.placement = config.placement
+        conv_feeds_norm = config.placement == "before" and config.norm != "none"
+        # a conv feeding a norm needs no bias: the norm subtracts the mean (and beta replaces it)
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, 3, stride=stride, padding=1, bias=not conv_feeds_norm
+        )
+        self.norm = make_norm(config, out_channels)
+        self.act = ACTIVATIONS[config.activation]()
+
+    def forward(self, x):
+        x = self.conv(x)
+        if self.placement == "before":
+            return self.act(self.norm(x))
+        return self.norm(self.act(x))
+
+
+class Net(nn.Module):
+    """len(widths) blocks (stride 2 from the second on), average pooling, a linear head.
+    A stride-2 conv downsamples at a quarter of the cost of a full conv followed by pooling."""
+
+    def __init__(self, config: TrainConfig, in_channels: int, num_classes: int):
+        super().__init__()
+        channels = (in_channels, *config.widths)
+        self.blocks = nn.ModuleList(
+            Block(config, a, b, stride=1 if i == 0 else 2)
+            for i, (a, b) in enumerate(zip(channels, channels[1:]))
+        )
+        self.head = nn.Linear(config.widths[-1], num_classes)
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def block_sides(side: int, depth: int) -> list[int]:
+    """Image side length at each block: 28 -> 28, 14, 7, 4, 2, 1."""
+    sides = [side]
+    for _ in range(depth - 1):
+        sides.append((sides[-1] + 1) // 2)
+    return sides
+
+
+def _generator(seed: int, name: str) -> torch.Generator:
+    digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+
+
+@torch.no_grad()
+def init_weights(model: nn.Module, seed: int) -> None:
+    """PyTorch's default (Kaiming-uniform) init, drawn per tensor from a generator seeded by
+    (seed, tensor name): models that differ only in normalization start from identical
+    conv and linear weights, and no global random state is touched."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            fan_in = module.weight[0].numel()
+            bound = 1 / math.sqrt(fan_in)  # kaiming_uniform_(a=sqrt(5)) reduces to this bound
+            module.weight.uniform_(-bound, bound, generator=_generator(seed, name + ".weight"))
+            if module.bias is not None:
+                module.bias.uniform_(-bound, bound, generator=_generator(seed, name + ".bias"))
+
+
+def build_model(config: TrainConfig, in_channels: int, num_classes: int) -> Net:
+    """The network for `config`, initialised from config.seed."""
+    model = Net(config, in_channels, num_classes)
+    init_weights(model, config.seed)
+    return model
