@@ -1,0 +1,359 @@
+"""Real image data sets (MNIST, Fashion-MNIST, CIFAR-10): download, verify, parse.
+
+The MNISTs come as four gzipped IDX files each (big-endian header, then raw uint8 pixels or
+labels); CIFAR-10 comes as the official ``cifar-10-python.tar.gz``, whose batches are Python-2
+pickles of dicts holding an N x 3072 uint8 array (R, G, B planes of 32x32) and a label list.
+Downloads are cached as ``data_dir()/<name>/<file>`` (``$BNVIZ_DATA_DIR``, default
+``~/.cache/bnviz``). Every file, fresh or cached, is checked against a pinned size and SHA-256
+before it is parsed; a bad file is deleted, and nothing is unpickled before that check passes
+(and even then only with an unpickler that admits the three numpy globals arrays need).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import io
+import os
+import pickle
+import tarfile
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import shapes
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Images (uint8, N x C x H x W), int64 labels, class names and per-channel mean/std."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+class DatasetUnavailable(RuntimeError):
+    """Clear, user-facing reason a data set could not be loaded."""
+
+
+REAL_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
+CLASSES = {
+    "mnist": tuple(str(d) for d in range(10)),
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer",
+                "dog", "frog", "horse", "ship", "truck"),
+}  # fmt: skip
+_IDX_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+_CIFAR_FILE = "cifar-10-python.tar.gz"
+
+
+def _idx_table(base_url: str, pins: list[tuple[str, int]]) -> dict[str, tuple[str, str, int]]:
+    """Map each IDX file name to (url, sha256, size)."""
+    return {f: (base_url + f, sha, n) for f, (sha, n) in zip(_IDX_FILES, pins, strict=True)}
+
+
+# file name -> (url, sha256, size in bytes), as pinned by TensorFlow Datasets and Keras.
+SOURCES: dict[str, dict[str, tuple[str, str, int]]] = {
+    "mnist": _idx_table(
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        [
+            ("440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 9912422),
+            ("3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c", 28881),
+            ("8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 1648877),
+            ("f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4542),
+        ],
+    ),
+    "fashion_mnist": _idx_table(
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        [
+            ("3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84", 26421880),
+            ("a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845", 29515),
+            ("346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073", 4422102),
+            ("67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5", 5148),
+        ],
+    ),
+    "cifar10": {
+        _CIFAR_FILE: (
+            "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+            "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+            170498071,
+        ),
+    },
+}
+OFFLINE_HINT = "The built-in 'shapes' data set works offline."
+_CHUNK = 1 << 20
+
+
+def data_dir() -> Path:
+    """Cache folder: $BNVIZ_DATA_DIR, default ~/.cache/bnviz."""
+    return Path(os.environ.get("BNVIZ_DATA_DIR") or Path.home() / ".cache" / "bnviz").expanduser()
+
+
+def _channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Exact per-channel mean and std of x / 255, from pixel-value histograms (low memory)."""
+    counts = np.zeros((x.shape[1], 256), dtype=np.int64)
+    for start in range(0, len(x), 2048):
+        block = x[start : start + 2048]
+        for c in range(x.shape[1]):
+            counts[c] += np.bincount(block[:, c].ravel(), minlength=256)
+    values = np.arange(256) / 255.0
+    mean = counts @ values / counts.sum(axis=1)
+    var = counts @ values**2 / counts.sum(axis=1) - mean**2
+    return tuple(float(m) for m in mean), tuple(float(s) for s in np.sqrt(np.maximum(var, 0.0)))
+
+
+def make_dataset(name, x_train, y_train, x_test, y_test, classes) -> Dataset:
+    """Validate the arrays, compute mean/std of x_train / 255, make the arrays read-only."""
+    arrays = []
+    for x, y in ((x_train, y_train), (x_test, y_test)):
+        x, y = np.asarray(x), np.asarray(y)
+        if x.dtype != np.uint8 or not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"expected uint8 images and integer labels, got {x.dtype}, {y.dtype}")
+        y = y.astype(np.int64, copy=False)
+        if x.ndim != 4 or y.shape != (len(x),):
+            raise ValueError(f"need N x C x H x W images and N labels, got {x.shape}, {y.shape}")
+        arrays += [x, y]
+    if len(arrays[0]) == 0 or arrays[0].shape[1:] != arrays[2].shape[1:]:
+        raise ValueError(f"bad train/test image shapes {arrays[0].shape}, {arrays[2].shape}")
+    for a in arrays:
+        a.flags.writeable = False
+    mean, std = _channel_stats(arrays[0])
+    return Dataset(name, *arrays, classes=tuple(classes), mean=mean, std=std)
+
+
+def parse_idx(data: bytes) -> np.ndarray:
+    """Parse an uncompressed IDX file of unsigned bytes (magic 00 00 08 NDIM, big-endian dims)."""
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08" or data[3] == 0:
+        raise ValueError(f"not an IDX file of unsigned bytes (header {data[:4].hex()})")
+    ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError("IDX header is truncated")
+    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    expected = 4 + 4 * ndim + int(np.prod(dims, dtype=np.int64))
+    if len(data) != expected:
+        raise ValueError(f"IDX file has {len(data)} bytes, its header {dims} implies {expected}")
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+_RECONSTRUCT = np.zeros(1, np.uint8).__reduce__()[0]  # numpy(._)core.multiarray._reconstruct
+_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickler that refuses every global except those needed to rebuild numpy arrays."""
+
+    def find_class(self, module, name):
+        try:
+            return _PICKLE_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name} from a pickle") from None
+
+
+def _restricted_loads(data: bytes):
+    """Unpickle (Python-2 style, bytes keys) admitting only numpy array reconstruction."""
+    return _NumpyOnlyUnpickler(io.BytesIO(data), encoding="bytes").load()
+
+
+def _cifar_batch(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Decode one CIFAR batch pickle into (N x 3 x 32 x 32 uint8, N int64)."""
+    try:
+        batch = _restricted_loads(data)
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
+        raise ValueError(f"{name} is not a valid CIFAR-10 batch: {e}") from e
+    x = batch.get(b"data") if isinstance(batch, dict) else None
+    if not (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 2):
+        raise ValueError(f"{name} has no N x 3072 uint8 'data' array")
+    y = np.asarray(batch.get(b"labels"), dtype=np.int64)
+    if x.shape[1] != 3072 or y.shape != (len(x),):
+        raise ValueError(f"{name}: data {x.shape} and labels {y.shape} do not fit")
+    return x.reshape(-1, 3, 32, 32), y
+
+
+def read_cifar10_tarball(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Read (x_train, y_train, x_test, y_test) from cifar-10-python.tar.gz, one streamed pass."""
+    wanted = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    found = {}
+    with tarfile.open(path, "r|gz") as tar:
+        for member in tar:
+            folder, _, base = member.name.removeprefix("./").rpartition("/")
+            if folder == "cifar-10-batches-py" and base in wanted and member.isfile():
+                found[base] = _cifar_batch(tar.extractfile(member).read(), base)
+    if missing := [w for w in wanted if w not in found]:
+        raise ValueError(f"CIFAR-10 archive lacks {', '.join(missing)}")
+    train = [found[w] for w in wanted[:5]]
+    x_test, y_test = found["test_batch"]
+    return (
+        np.concatenate([x for x, _ in train]),
+        np.concatenate([y for _, y in train]),
+        x_test,
+        y_test,
+    )
+
+
+def _sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _disk_error(folder: Path, e: OSError) -> DatasetUnavailable:
+    """Error for a cache folder that cannot be written (read-only, disk full, ...)."""
+    return DatasetUnavailable(
+        f"Could not save a file in the cache folder {folder}: {e.strerror or e}. "
+        "Free some disk space or set BNVIZ_DATA_DIR to a writable folder."
+    )
+
+
+def _network_reason(e: Exception, timeout: float) -> str:
+    """Plain-language reason for a failed HTTP transfer."""
+    if isinstance(e, urllib.error.HTTPError):
+        return f"the server answered HTTP {e.code} {e.reason}"
+    reason = e.reason if isinstance(e, urllib.error.URLError) else e
+    if isinstance(reason, TimeoutError):
+        return f"no answer within {timeout:g} seconds (slow or missing internet connection)"
+    if isinstance(e, http.client.HTTPException | ConnectionResetError):
+        return f"the connection broke off ({reason!r})"
+    return f"no internet connection, or the server cannot be reached ({reason})"
+
+
+def download(
+    url: str, dest: Path, sha256: str, timeout: float = 30.0, *, size: int | None = None
+) -> Path:
+    """Fetch url to dest via a temporary file, checking size and SHA-256; never leaves junk."""
+    dest = Path(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", delete=False)
+    except OSError as e:
+        raise _disk_error(dest.parent, e) from e
+    digest, n = hashlib.sha256(), 0
+    try:
+        with tmp:
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as response:
+                    while chunk := response.read(_CHUNK):
+                        n += len(chunk)
+                        if size is not None and n > size:
+                            break
+                        digest.update(chunk)
+                        try:
+                            tmp.write(chunk)
+                        except OSError as e:
+                            raise _disk_error(dest.parent, e) from e
+            except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+                why = _network_reason(e, timeout)
+                raise DatasetUnavailable(f"Could not download {url}: {why}. {OFFLINE_HINT}") from e
+            try:
+                tmp.flush()
+            except OSError as e:
+                raise _disk_error(dest.parent, e) from e
+        if size is not None and n != size:
+            raise DatasetUnavailable(
+                f"The download of {url} was incomplete or wrong: expected {size} bytes, got "
+                f"{'more' if n > size else n}; the file was discarded. Please try again."
+            )
+        if (actual := digest.hexdigest()) != sha256.lower():
+            raise DatasetUnavailable(
+                f"The download of {url} failed its checksum test: expected SHA-256 {sha256}, "
+                f"got {actual}; the file was discarded. Please try again later."
+            )
+        try:
+            os.replace(tmp.name, dest)
+        except OSError as e:
+            raise _disk_error(dest.parent, e) from e
+    except BaseException:
+        Path(tmp.name).unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def _fetch(url: str, path: Path, sha256: str, size: int, allow_download: bool, timeout: float):
+    """Return path to a verified copy of the file, re-downloading a missing or corrupt one."""
+    problem = "is not in the cache"
+    if path.exists():
+        if path.stat().st_size == size and _sha256_file(path) == sha256:
+            return path
+        problem = "in the cache was corrupt (wrong size or checksum) and has been deleted"
+        try:
+            path.unlink()
+        except OSError as e:
+            raise _disk_error(path.parent, e) from e
+    if not allow_download:
+        raise DatasetUnavailable(f"{path} {problem}, and downloading is off. {OFFLINE_HINT}")
+    return download(url, path, sha256, timeout, size=size)
+
+
+def load_real(
+    name: str, root: Path | None = None, download: bool = True, timeout: float = 30.0
+) -> Dataset:
+    """Load MNIST, Fashion-MNIST or CIFAR-10 from the cache, downloading what is missing."""
+    if name not in REAL_DATASETS:
+        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(REAL_DATASETS)}")
+    folder = (Path(root) if root is not None else data_dir()) / name
+    try:
+        paths = {
+            f: _fetch(url, folder / f, sha, size, download, timeout)
+            for f, (url, sha, size) in SOURCES[name].items()
+        }
+    except DatasetUnavailable as e:
+        raise DatasetUnavailable(f"{TITLES[name]} is not available. {e}") from e
+    try:
+        if name == "cifar10":
+            arrays = read_cifar10_tarball(paths[_CIFAR_FILE])
+        else:
+            x_tr, y_tr, x_te, y_te = (
+                parse_idx(gzip.decompress(paths[f].read_bytes())) for f in _IDX_FILES
+            )
+            arrays = (x_tr[:, None], y_tr, x_te[:, None], y_te)
+        return make_dataset(name, *arrays, CLASSES[name])
+    except (ValueError, OSError, EOFError, tarfile.TarError, zlib.error) as e:
+        raise DatasetUnavailable(
+            f"{TITLES[name]} files in {folder} could not be read ({e}); delete that folder and "
+            "try again."
+        ) from e
+
+
+DATASETS = ("shapes", *REAL_DATASETS)
+_loaded: dict[str, Dataset] = {}
+_load_lock = threading.Lock()
+
+
+def load(name: str) -> Dataset:
+    """Any data set by name, loaded once per process and shared (its arrays are read-only)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+    with _load_lock:
+        if name not in _loaded:
+            if name == "shapes":
+                _loaded[name] = make_dataset(name, *shapes.load(), shapes.CLASSES)
+            else:
+                _loaded[name] = load_real(name)
+        return _loaded[name]
