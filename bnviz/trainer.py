@@ -1,0 +1,484 @@
+"""Instrumented training: Trainer steps one model and records every BatchNorm statistic into a
+Run; Lockstep trains several models on the same batches; train() runs a config to the end."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import datasets
+from .config import TrainConfig
+from .datasets import Dataset
+from .model import block_sides, build_model
+from .record import HIST_KINDS, MAX_SNAPSHOTS, LayerInfo, Run
+
+HIST_BINS = 40
+TRACKED_CHANNELS = 8  # per-channel histograms for the first few channels of each block
+EVAL_SIZE = 500  # held-out images used for test accuracy
+MIN_SNAPSHOT_EVERY = 5  # histograms cost time: at most one snapshot every 5 steps by default
+MIN_EVAL_EVERY = 25
+EXPLODED = 100.0  # a loss this many times the first step's loss counts as diverged
+PERCENTILES = (15.0, 50.0, 85.0)
+HIST_IMAGES = 16  # histograms, layer percentiles and saturation use the batch's first 16 images
+PERCENTILE_SAMPLE = 4096  # layer percentiles from an evenly strided subsample of those
+
+
+def snapshot_every(config: TrainConfig) -> int:
+    """Histogram cadence: at most about MAX_SNAPSHOTS per run, at least MIN_SNAPSHOT_EVERY."""
+    if config.snapshot_every is not None:
+        return config.snapshot_every
+    return max(MIN_SNAPSHOT_EVERY, math.ceil(config.steps / MAX_SNAPSHOTS))
+
+
+def eval_every(config: TrainConfig) -> int:
+    """Test-accuracy cadence: about 20 evaluations per run, at least MIN_EVAL_EVERY steps apart."""
+    if config.eval_every is not None:
+        return config.eval_every
+    return max(MIN_EVAL_EVERY, math.ceil(config.steps / 20))
+
+
+def _generator(seed: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([seed, stream])
+
+
+class _Batches:
+    """Endless shuffled mini-batches, one permutation per epoch, from the run's own generator."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.rng = size, _generator(seed, 1)
+        self.order, self.pos = self.rng.permutation(size), 0
+
+    def next(self, batch_size: int) -> np.ndarray:
+        if batch_size > self.size:
+            raise ValueError(f"batch_size {batch_size} is larger than the data set ({self.size})")
+        if self.pos + batch_size > self.size:
+            self.order, self.pos = self.rng.permutation(self.size), 0
+        idx = self.order[self.pos : self.pos + batch_size]
+        self.pos += batch_size
+        return idx
+
+
+def to_tensor(data: Dataset, images: np.ndarray) -> torch.Tensor:
+    """uint8 images -> float32, normalized by the training set's per-channel mean and std."""
+    x = torch.from_numpy(np.array(images, dtype=np.float32)).div_(255)
+    mean = torch.tensor(data.mean).view(1, -1, 1, 1)
+    std = torch.tensor(data.std).view(1, -1, 1, 1)
+    return x.sub_(mean).div_(std)
+
+
+class _Histogram:
+    """Fixed-edge histograms of one tensor kind of one block, over all channels at once."""
+
+    def __init__(self, low: float, high: float):
+        self.low, self.high = low, high
+        self.edges = np.linspace(low, high, HIST_BINS + 1, dtype=np.float32)
+
+    def counts(self, x: torch.Tensor) -> torch.Tensor:
+        """channels x bins counts; values outside the edges land in the end bins."""
+        channels = x.shape[1]
+        scale = HIST_BINS / (self.high - self.low)
+        idx = ((x - self.low) * scale).floor_().clamp_(0, HIST_BINS - 1).int()
+        # one bincount for all channels: channel c counts into bins c * HIST_BINS + ...
+        idx += _channel_offsets(channels)
+        return torch.bincount(idx.flatten(), minlength=channels * HIST_BINS).view(channels, -1)
+
+
+@functools.cache
+def _channel_offsets(channels: int) -> torch.Tensor:
+    return (torch.arange(channels, dtype=torch.int32) * HIST_BINS).view(1, -1, 1, 1)
+
+
+def _edges_for(kind: str, activation: str, x: torch.Tensor) -> _Histogram:
+    """Bin edges chosen at the first snapshot and kept for the whole run."""
+    if kind == "post_act" and activation == "sigmoid":
+        return _Histogram(0.0, 1.0)
+    if kind == "post_act" and activation == "tanh":
+        return _Histogram(-1.0, 1.0)
+    reach = float(x.abs().max()) * 1.5 or 1.0
+    if not math.isfinite(reach):
+        reach = 1.0
+    if kind == "post_act":  # relu
+        return _Histogram(0.0, reach)
+    return _Histogram(-reach, reach)
+
+
+def _batch_stats(norm: nn.Module, x: torch.Tensor, output: torch.Tensor) -> list[torch.Tensor]:
+    """Per-channel batch mean and biased variance of the norm's input, as used to normalize.
+    For torch's BatchNorm they are read back from what autograd saved (mean and 1/sqrt(var +
+    eps)) rather than recomputed: two passes over the activations saved on every step."""
+    node = output.grad_fn
+    if isinstance(norm, nn.BatchNorm2d) and type(node).__name__ == "NativeBatchNormBackward0":
+        invstd = node._saved_result2.double()
+        return [node._saved_result1, (1 / invstd.square() - norm.eps).float()]
+    mean = x.mean(dim=(0, 2, 3))
+    # mean of squared deviations: torch.var_mean is several times slower on CPU
+    var = (x - mean.view(1, -1, 1, 1)).square_().mean(dim=(0, 2, 3))
+    return [mean, var]
+
+
+def _saturated(activation: str, act_out: torch.Tensor) -> float:
+    """relu: fraction exactly 0 (dead); tanh |y| > 0.97; sigmoid y < 0.015 or y > 0.985."""
+    if activation == "relu":
+        hits = torch.count_nonzero(act_out <= 0)
+    elif activation == "tanh":
+        hits = torch.count_nonzero(act_out.abs() > 0.97)
+    else:
+        hits = torch.count_nonzero((act_out - 0.5).abs() > 0.485)
+    return int(hits) / act_out.numel()
+
+
+class _Probe:
+    """Forward hooks on one block's norm and activation; collects this step's tensors."""
+
+    def __init__(self, trainer: Trainer, index: int, block: nn.Module):
+        self.trainer, self.index, self.block = trainer, index, block
+        self.hists: dict[str, _Histogram] = {}
+        self.step_stats: list[torch.Tensor] = []
+        self.input_grad_norm = torch.zeros(())
+        block.norm.register_forward_hook(self._on_norm)
+        block.act.register_forward_hook(self._on_act)
+
+    def _on_norm(self, module, inputs, output):
+        if not self.trainer._recording:
+            return
+        x = inputs[0]
+        with torch.no_grad():
+            self.step_stats = _batch_stats(module, x, output)
+            if self.trainer._snapshot:
+                self._hist("pre_norm", x[:HIST_IMAGES])
+                self._hist("post_norm", output[:HIST_IMAGES])
+        if x.requires_grad:
+            x.register_hook(self._on_input_grad)
+
+    def _on_input_grad(self, grad):
+        flat = grad.detach().reshape(-1)
+        self.input_grad_norm = torch.dot(flat, flat).sqrt()  # BLAS: faster than .norm() here
+
+    def _on_act(self, module, inputs, output):
+        if not (self.trainer._recording and self.trainer._snapshot):
+            return
+        with torch.no_grad():
+            output = output[:HIST_IMAGES]
+            self._hist("post_act", output)
+            pre_act = inputs[0]
+            channel, y, x = self.trainer.run.layers[self.index].unit
+            flat = pre_act[:HIST_IMAGES].flatten()
+            sample = flat[:: max(1, flat.numel() // PERCENTILE_SAMPLE)].numpy()
+            unit = pre_act[:, channel, y, x].numpy()
+            # numpy's partition-based percentile is several times faster than torch.quantile
+            self.snapshot["unit_percentiles"] = np.percentile(unit, PERCENTILES)
+            self.snapshot["layer_percentiles"] = np.percentile(sample, PERCENTILES)
+            activation = self.trainer.config.activation
+            self.snapshot["saturated_fraction"] = _saturated(activation, output)
+
+    def _hist(self, kind: str, x: torch.Tensor):
+        if kind not in self.hists:
+            self.hists[kind] = _edges_for(kind, self.trainer.config.activation, x)
+        counts = self.hists[kind].counts(x)
+        tracked = self.trainer.run.layers[self.index].tracked_channels
+        self.snapshot[kind] = (counts.sum(0).numpy(), counts[:tracked].numpy())
+
+    def begin_step(self):
+        self.snapshot: dict = {}
+        self.input_grad_norm = torch.zeros(())
+
+
+class Trainer:
+    """Trains one model, step by step, recording into `self.run` (a bnviz.Run)."""
+
+    def __init__(self, config: TrainConfig, data: Dataset | None = None):
+        self.config = config
+        self.data = data if data is not None else datasets.load(config.dataset)
+        if config.batch_size > len(self.data.y_train):
+            raise ValueError(
+                f"batch_size must be at most {len(self.data.y_train)}, the size of the "
+                f"{config.dataset} training set; got {config.batch_size}"
+            )
+        in_channels, side = self.data.x_train.shape[1], self.data.x_train.shape[2]
+        sides = block_sides(side, len(config.widths))
+        self.model = build_model(config, in_channels, len(self.data.classes))
+        self.optimizer = _optimizer(config, self.model)
+        self.batches = _Batches(len(self.data.y_train), config.seed)
+        self.eval_x = to_tensor(self.data, self.data.x_test[:EVAL_SIZE])
+        self.eval_y = torch.from_numpy(self.data.y_test[:EVAL_SIZE].copy())
+        self.snapshot_every = snapshot_every(config)
+        self.eval_every = eval_every(config)
+        self.batch_size, self.lr = config.batch_size, config.lr
+        self.params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        self._param_index = {name: i for i, (name, _) in enumerate(self.params)}
+        layers = []
+        for i, block in enumerate(self.model.blocks):
+            channels = block.conv.out_channels
+            norm = block.norm
+            layers.append(
+                LayerInfo(
+                    name=f"block{i + 1}",
+                    channels=channels,
+                    norm=config.norm,
+                    has_running_stats=getattr(norm, "running_mean", None) is not None,
+                    has_affine=getattr(norm, "weight", None) is not None,
+                    saturation="dead" if config.activation == "relu" else "saturated",
+                    unit=(0, sides[i] // 2, sides[i] // 2),
+                    tracked_channels=min(channels, TRACKED_CHANNELS),
+                )
+            )
+        self.run = Run(config, layers, [n for n, _ in self.params])
+        self._recording = self._snapshot = False
+        self.probes = [_Probe(self, i, b) for i, b in enumerate(self.model.blocks)]
+        self._first_loss: float | None = None
+        self.evaluate()
+
+    @property
+    def finished(self) -> bool:
+        return self.run.status != "running"
+
+    @property
+    def steps_done(self) -> int:
+        return self.run.num_steps
+
+    def step(self, n: int = 1) -> Run:
+        """Advance up to n optimizer steps (fewer if the run diverges or fails)."""
+        for _ in range(n):
+            if self.finished:
+                break
+            self._one_step()
+        return self.run
+
+    def set(self, **changes) -> None:
+        """Change batch_size, lr, eps or momentum from the next step on; recorded in run.changes."""
+        allowed = ("batch_size", "lr", "eps", "momentum")
+        current = {"batch_size": self.batch_size, "lr": self.lr}
+        norms = [b.norm for b in self.model.blocks]
+        current["eps"] = getattr(norms[0], "eps", self.config.eps)
+        current["momentum"] = getattr(norms[0], "momentum", self.config.momentum)
+        for name, value in changes.items():
+            if name not in allowed:
+                raise ValueError(f"only {', '.join(allowed)} can change mid-run; got {name!r}")
+            self.config.replace(**{name: value})  # validates the value
+            if value == current[name]:
+                continue
+            if name == "batch_size":
+                if value > len(self.data.y_train):
+                    raise ValueError(f"batch_size must be at most {len(self.data.y_train)}")
+                self.batch_size = value
+            elif name == "lr":
+                self.lr = float(value)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.lr
+            else:
+                for norm in norms:
+                    if hasattr(norm, name):
+                        setattr(norm, name, value)
+            step = self.steps_done + 1
+            self.run.changes.append(
+                {"step": step, "field": name, "old": current[name], "new": value}
+            )
+
+    def _one_step(self):
+        config, model = self.config, self.model
+        step = self.steps_done + 1
+        idx = self.batches.next(self.batch_size)
+        x = to_tensor(self.data, self.data.x_train[idx])
+        y = torch.from_numpy(self.data.y_train[idx])
+        snapshot = (step - 1) % self.snapshot_every == 0
+        for probe in self.probes:
+            probe.begin_step()
+        self._recording, self._snapshot = True, snapshot
+        try:
+            logits = model(x)
+        except ValueError as e:  # e.g. one value per channel in BatchNorm
+            self._end("failed", str(e))
+            return
+        finally:
+            self._recording = False
+        loss = F.cross_entropy(logits, y)
+        loss_value = loss.item()
+        if self._first_loss is None:
+            self._first_loss = loss_value
+        if not math.isfinite(loss_value) or loss_value > EXPLODED * max(self._first_loss, 1e-3):
+            self.run.diverged_step = step
+            self._end("diverged", _divergence_message(step, loss_value, self._first_loss))
+            return
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for _, p in self.params]
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        grad_norms = torch._foreach_norm(grads)
+        before = [p.detach().clone() for p in params]
+        self.optimizer.step()
+        with torch.no_grad():
+            update_norms = torch._foreach_norm(torch._foreach_sub(params, before))
+            weight_norms = torch._foreach_norm(params)
+            ratios = torch.stack(update_norms) / torch.stack(weight_norms).clamp_min(1e-12)
+            acc = (logits.argmax(1) == y).float().mean()
+            row = [torch.tensor([float(step), loss_value]), acc.view(1)]
+            for i, (probe, block) in enumerate(zip(self.probes, self.model.blocks)):
+                info = self.run.layers[i]
+                row += probe.step_stats
+                if info.has_running_stats:
+                    row += [block.norm.running_mean, block.norm.running_var]
+                own = []
+                if info.has_affine:
+                    row += [block.norm.weight.detach(), block.norm.bias.detach()]
+                    prefix = f"blocks.{i}.norm."
+                    own = [grad_norms[self._param_index[prefix + k]] for k in ("weight", "bias")]
+                param_norm = torch.stack(own).norm() if own else torch.zeros(())
+                row += [probe.input_grad_norm.view(1), param_norm.view(1)]
+            row += [torch.stack([g, r]) for g, r in zip(grad_norms, ratios)]
+            values = torch.cat([t.float().flatten() for t in row]).numpy()
+        self.run.table.append(values)
+        if snapshot:
+            self._store_snapshots(step)
+        if step % self.eval_every == 0:
+            self.evaluate()
+        if step >= config.steps and self.run.status == "running":
+            self._end("completed", f"finished {step} steps")
+
+    def _store_snapshots(self, step: int):
+        if len(self.run.snapshots[0].steps) >= MAX_SNAPSHOTS:
+            for snaps in self.run.snapshots:
+                snaps.thin()
+            self.snapshot_every *= 2
+        for probe, snaps in zip(self.probes, self.run.snapshots):
+            snaps.steps.append(step)
+            for kind in HIST_KINDS:
+                snaps.edges.setdefault(kind, probe.hists[kind].edges)
+                layer_counts, channel_counts = probe.snapshot[kind]
+                snaps.hist.setdefault(kind, []).append(layer_counts.astype(np.int32))
+                snaps.channel_hist.setdefault(kind, []).append(channel_counts.astype(np.int32))
+            snaps.unit_percentiles.append(probe.snapshot["unit_percentiles"].astype(np.float32))
+            snaps.layer_percentiles.append(probe.snapshot["layer_percentiles"].astype(np.float32))
+            snaps.saturated_fraction.append(float(np.float32(probe.snapshot["saturated_fraction"])))
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float]:
+        """Test accuracy with running statistics (eval mode) and with batch statistics (train
+        mode, batches of the training batch size); the running buffers are left untouched."""
+        model = self.model
+        model.eval()
+        acc_running = _accuracy(model(self.eval_x), self.eval_y)
+        if self.config.norm == "batch":
+            model.train()
+            norms = [b.norm for b in model.blocks]
+            for norm in norms:
+                norm.track_running_stats = False  # batch statistics, buffers not updated
+            try:
+                size = min(self.batch_size, len(self.eval_y))
+                usable = len(self.eval_y) // size * size
+                logits = torch.cat([model(x) for x in self.eval_x[:usable].split(size)])
+                acc_batch = _accuracy(logits, self.eval_y[:usable])
+            except ValueError:  # one value per channel: batch statistics are undefined
+                acc_batch = math.nan
+            finally:
+                for norm in norms:
+                    norm.track_running_stats = True
+        else:
+            acc_batch = acc_running  # no running statistics: both modes compute the same thing
+        model.train()
+        run = self.run
+        if len(run.eval_steps) >= MAX_SNAPSHOTS:
+            run.eval_steps = run.eval_steps[::2]
+            run.acc_running_stats = run.acc_running_stats[::2]
+            run.acc_batch_stats = run.acc_batch_stats[::2]
+            self.eval_every *= 2
+        run.eval_steps.append(self.steps_done)
+        run.acc_running_stats.append(float(np.float32(acc_running)))
+        run.acc_batch_stats.append(float(np.float32(acc_batch)))
+        return acc_running, acc_batch
+
+    def stop(self, reason: str = "stopped by the user") -> None:
+        """End a running run early (status 'stopped')."""
+        if not self.finished:
+            self._end("stopped", reason)
+
+    def _end(self, status: str, message: str):
+        if status in ("completed", "stopped") and self.run.eval_steps[-1] != self.steps_done:
+            self.evaluate()
+        self.run.status, self.run.message = status, message
+
+
+def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((logits.argmax(1) == labels).float().mean())
+
+
+def _optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr)
+    return torch.optim.SGD(params, lr=config.lr, momentum=0.9)
+
+
+def _divergence_message(step: int, loss: float, first: float) -> str:
+    if not math.isfinite(loss):
+        what = f"the loss became {loss}"
+    else:
+        what = f"the loss reached {loss:.3g}, over {EXPLODED:g} times its first value ({first:.3g})"
+    return (
+        f"diverged at step {step}: {what}. The updates grew too large for the weights: try a "
+        "smaller learning rate, or normalization, which keeps activations at a stable scale."
+    )
+
+
+class Lockstep:
+    """Several trainers stepped together on the same batches, in the same order, from identical
+    conv/linear initial weights (where shapes match). Configs must share dataset, batch size
+    and seed; a run in lockstep equals the same config trained alone."""
+
+    def __init__(self, configs: list[TrainConfig]):
+        if not configs:
+            raise ValueError("Lockstep needs at least one config")
+        first = configs[0]
+        for c in configs[1:]:
+            for name in ("dataset", "batch_size", "seed"):
+                if getattr(c, name) != getattr(first, name):
+                    raise ValueError(
+                        f"Lockstep configs must share {name}; got {getattr(c, name)!r}"
+                        f" and {getattr(first, name)!r}"
+                    )
+        data = datasets.load(first.dataset)
+        self.trainers = [Trainer(c, data) for c in configs]
+
+    @property
+    def runs(self) -> list[Run]:
+        return [t.run for t in self.trainers]
+
+    @property
+    def finished(self) -> bool:
+        return all(t.finished for t in self.trainers)
+
+    def step(self, n: int = 1) -> list[Run]:
+        """Advance every unfinished trainer by up to n steps, one step each in turn."""
+        for _ in range(n):
+            for trainer in self.trainers:
+                trainer.step(1)
+        return self.runs
+
+    def set(self, **changes) -> None:
+        """Trainer.set on every member, so they stay in lockstep."""
+        for trainer in self.trainers:
+            trainer.set(**changes)
+
+
+def train(
+    config: TrainConfig,
+    on_record: Callable[[Run], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    chunk: int = 10,
+) -> Run:
+    """Train `config` to the end. on_record(run) is called after every chunk of steps;
+    should_stop() returning True ends the run with status 'stopped'."""
+    trainer = Trainer(config)
+    while not trainer.finished:
+        if should_stop is not None and should_stop():
+            trainer.stop()
+            break
+        trainer.step(min(chunk, config.steps - trainer.steps_done))
+        if on_record is not None:
+            on_record(trainer.run)
+    return trainer.run

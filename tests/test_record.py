@@ -1,0 +1,119 @@
+import copy
+import json
+import math
+import pickle
+
+import numpy as np
+import pytest
+from conftest import SMALL
+
+from bnviz import Run, TrainConfig, train
+
+
+def test_to_dict_is_strict_json_with_the_documented_keys(small_trainer):
+    d = small_trainer.run.to_dict()
+    json.dumps(d, allow_nan=False)
+    assert {"config", "status", "steps", "metrics", "eval", "layers", "params"} <= set(d)
+    assert d["status"] == "completed"
+    assert len(d["metrics"]["train_loss"]) == len(d["metrics"]["train_acc"]) == len(d["steps"])
+    assert {"steps", "acc_running_stats", "acc_batch_stats"} <= set(d["eval"])
+    layer = d["layers"][0]
+    assert layer["name"] == "block1"
+    for stat in ("batch_mean", "batch_var", "running_mean", "running_var", "gamma", "beta"):
+        assert np.shape(layer[stat]) == (SMALL["steps"], SMALL["widths"][0])
+    assert {"steps", "edges", "hist", "channel_hist"} <= set(layer["snapshots"])
+
+
+def test_save_and_load_round_trip_exactly(small_trainer, tmp_path):
+    run = small_trainer.run
+    path = run.save(tmp_path / "run.json")
+    loaded = Run.load(path)
+    assert loaded.to_dict() == run.to_dict()
+    np.testing.assert_array_equal(
+        loaded.layer_stat(1, "running_var"), run.layer_stat(1, "running_var")
+    )
+    assert loaded.config == run.config
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_non_finite_values_are_encoded_explicitly_and_survive(tmp_path):
+    run = train(TrainConfig(**{**SMALL, "steps": 3}))
+    run.table._data[1, 1] = math.inf  # train_loss of step 2
+    run.acc_batch_stats[0] = math.nan
+    d = run.to_dict()
+    text = json.dumps(d, allow_nan=False)
+    assert '"Infinity"' in text and '"NaN"' in text
+    loaded = Run.load(run.save(tmp_path / "r.json"))
+    assert loaded.metric("train_loss")[1] == math.inf and math.isnan(loaded.acc_batch_stats[0])
+    assert loaded.to_dict() == d
+
+
+def test_diverged_run_round_trips(tmp_path):
+    run = train(TrainConfig(**{**SMALL, "norm": "none", "lr": 1e4}))
+    loaded = Run.load(run.save(tmp_path / "d.json"))
+    assert (loaded.status, loaded.diverged_step) == ("diverged", run.diverged_step)
+    assert loaded.to_dict() == run.to_dict()
+
+
+def test_save_is_atomic(small_trainer, tmp_path, monkeypatch):
+    path = tmp_path / "run.json"
+    path.write_text("earlier run")
+
+    def crash(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("bnviz.record.os.replace", crash)
+    with pytest.raises(OSError):
+        small_trainer.run.save(path)
+    assert path.read_text() == "earlier run"
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def _bad(d, mutate):
+    d = copy.deepcopy(d)
+    mutate(d)
+    return d
+
+
+@pytest.mark.parametrize(
+    "mutate, words",
+    [
+        (lambda d: d.pop("format"), "format"),
+        (lambda d: d.update(version=99), "version"),
+        (lambda d: d["config"].update(batch_size=-1), "batch_size"),
+        (lambda d: d["config"].update(evil=1), "unknown config keys"),
+        (lambda d: d.update(status="exploded"), "status"),
+        (lambda d: d["metrics"]["train_loss"].pop(), "train_loss"),
+        (lambda d: d["metrics"]["train_loss"].__setitem__(0, "1.5"), "train_loss"),
+        (lambda d: d["metrics"]["train_loss"].__setitem__(0, None), "train_loss"),
+        (lambda d: d["layers"][0]["batch_mean"][0].pop(), "ragged"),
+        (lambda d: d["layers"][0]["snapshots"]["hist"]["pre_norm"].pop(), "pre_norm hist"),
+        (lambda d: d["layers"][0].pop("gamma"), "gamma"),
+        (lambda d: d["eval"].update(steps=["0"]), "eval step"),
+        (lambda d: d.update(layers="x"), "valid bnviz run"),
+    ],
+)
+def test_malformed_records_are_rejected_with_a_message(small_trainer, mutate, words):
+    d = _bad(small_trainer.run.to_dict(), mutate)
+    with pytest.raises(ValueError, match=words):
+        Run.from_dict(d)
+
+
+def test_load_reads_only_json(tmp_path):
+    marker = tmp_path / "executed"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    bad = tmp_path / "run.pkl"
+    bad.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(ValueError, match="not JSON"):
+        Run.load(bad)
+    assert not marker.exists()
+    (tmp_path / "nan.json").write_text('{"format": NaN}')
+    with pytest.raises(ValueError, match="strict JSON"):
+        Run.load(tmp_path / "nan.json")
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError):
+        Run.load(tmp_path / "deep.json")

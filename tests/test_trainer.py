@@ -1,0 +1,276 @@
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+from conftest import SMALL
+
+from bnviz import Lockstep, TrainConfig, Trainer, train
+from bnviz import datasets as ds
+from bnviz.trainer import HIST_IMAGES, _Batches, to_tensor
+
+
+def test_records_one_row_per_step_with_every_statistic(small_trainer):
+    run = small_trainer.run
+    n = SMALL["steps"]
+    assert run.status == "completed"
+    assert run.steps.tolist() == list(range(1, n + 1))
+    assert run.metric("train_loss").shape == run.metric("train_acc").shape == (n,)
+    for i, channels in enumerate(SMALL["widths"]):
+        for stat in ("batch_mean", "batch_var", "running_mean", "running_var", "gamma", "beta"):
+            assert run.layer_stat(i, stat).shape == (n, channels)
+        for stat in ("input_grad_norm", "param_grad_norm"):
+            values = run.layer_stat(i, stat)
+            assert values.shape == (n,) and (values > 0).all()
+    for name in run.params:
+        assert (run.param_stat(name, "grad_norm") > 0).all()
+        assert (run.param_stat(name, "update_ratio") > 0).all()
+    assert run.metric("train_loss")[-5:].mean() < run.metric("train_loss")[:5].mean()
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_running_stats_follow_the_pytorch_update_from_recorded_batch_stats(momentum):
+    """running = (1 - m) * running + m * batch, with the unbiased variance in running_var;
+    momentum None is the cumulative average. Checked from the recorded numbers alone."""
+    trainer = Trainer(TrainConfig(**{**SMALL, "steps": 6, "momentum": momentum}))
+    run = trainer.step(6)
+    for i, side in enumerate((28, 14)):
+        m = SMALL["batch_size"] * side * side  # values per channel
+        mean, var = run.layer_stat(i, "batch_mean"), run.layer_stat(i, "batch_var")
+        rmean, rvar = run.layer_stat(i, "running_mean"), run.layer_stat(i, "running_var")
+        expected_mean, expected_var = np.zeros_like(mean[0]), np.ones_like(var[0])
+        for k in range(6):
+            f = momentum if momentum is not None else 1 / (k + 1)
+            expected_mean = (1 - f) * expected_mean + f * mean[k]
+            expected_var = (1 - f) * expected_var + f * var[k] * m / (m - 1)
+            np.testing.assert_allclose(rmean[k], expected_mean, rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(rvar[k], expected_var, rtol=1e-4, atol=1e-6)
+
+
+def test_batch_stats_and_first_update_match_a_recomputation():
+    """Step 1 by hand: the same batch through the same initial conv; SGD's first update."""
+    config = TrainConfig(**SMALL)
+    trainer = Trainer(config)
+    conv = torch.nn.Conv2d(1, 8, 3, padding=1, bias=False)
+    conv.load_state_dict(trainer.model.blocks[0].conv.state_dict())
+    data = ds.load("shapes")
+    idx = _Batches(len(data.y_train), config.seed).next(config.batch_size)
+    with torch.no_grad():
+        h = conv(to_tensor(data, data.x_train[idx])).double()
+    run = trainer.step(1)
+    np.testing.assert_allclose(run.layer_stat(0, "batch_mean")[0], h.mean((0, 2, 3)), atol=1e-5)
+    expected_var = h.var((0, 2, 3), unbiased=False)
+    np.testing.assert_allclose(run.layer_stat(0, "batch_var")[0], expected_var, rtol=1e-4)
+    # first SGD step (empty momentum buffer): update = lr * grad
+    name = "blocks.0.conv.weight"
+    weight = trainer.model.blocks[0].conv.weight.detach()
+    expected_ratio = config.lr * run.param_stat(name, "grad_norm")[0] / weight.norm()
+    np.testing.assert_allclose(run.param_stat(name, "update_ratio")[0], expected_ratio, rtol=1e-4)
+    np.testing.assert_allclose(
+        run.layer_stat(0, "gamma")[0], trainer.model.blocks[0].norm.weight.detach()
+    )
+
+
+def test_evaluation_leaves_running_buffers_alone_and_uses_both_modes(small_trainer):
+    model = small_trainer.model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    acc_running, acc_batch = small_trainer.evaluate()
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    x, y = small_trainer.eval_x, small_trainer.eval_y
+    with torch.no_grad():
+        model.eval()
+        expected = (model(x).argmax(1) == y).float().mean().item()
+        model.train()
+    assert acc_running == pytest.approx(expected)
+    assert 0 <= acc_batch <= 1 and acc_batch != acc_running
+    small_trainer.run.eval_steps.pop(), small_trainer.run.acc_running_stats.pop()
+    small_trainer.run.acc_batch_stats.pop()
+
+
+def test_eval_record(small_trainer):
+    run = small_trainer.run
+    assert run.eval_steps == [0, 10, 20, 30, 40]
+    assert len(run.acc_running_stats) == len(run.acc_batch_stats) == 5
+    assert run.acc_running_stats[-1] > run.acc_running_stats[0]
+
+
+def test_snapshots_histograms_are_complete_and_edges_fixed(small_trainer):
+    run = small_trainer.run
+    for i, (info, snaps) in enumerate(zip(run.layers, run.snapshots)):
+        assert snaps.steps == [1, 5, 9, 13, 17, 21, 25, 29, 33, 37]
+        side = (28, 14)[i]
+        for kind in ("pre_norm", "post_norm", "post_act"):
+            assert len(snaps.edges[kind]) == 41
+            counts = np.array(snaps.hist[kind])
+            assert counts.shape == (10, 40)
+            images = min(SMALL["batch_size"], HIST_IMAGES)
+            assert (counts.sum(1) == images * info.channels * side * side).all()
+            per_channel = np.array(snaps.channel_hist[kind])
+            assert per_channel.shape == (10, info.tracked_channels, 40)
+            assert (per_channel.sum(2) == images * side * side).all()
+        post_norm = np.array(snaps.hist["post_norm"])
+        centres = (snaps.edges["post_norm"][1:] + snaps.edges["post_norm"][:-1]) / 2
+        first_mean = (post_norm[0] * centres).sum() / post_norm[0].sum()
+        assert abs(first_mean) < 0.2  # BN output is centred at initialisation (beta = 0)
+        assert snaps.edges["post_act"][0] == 0.0  # relu
+        p = np.array(snaps.unit_percentiles)
+        assert p.shape == (10, 3) and (p[:, 0] <= p[:, 1]).all() and (p[:, 1] <= p[:, 2]).all()
+        dead = np.array(snaps.saturated_fraction)
+        # relu after BN (beta = 0): about half of the values are <= 0 at initialisation
+        assert 0.35 < dead[0] < 0.65 and info.saturation == "dead"
+
+
+def test_saturated_fraction_for_sigmoid_without_norm_at_high_lr():
+    config = TrainConfig(**{**SMALL, "activation": "sigmoid", "norm": "none", "lr": 5.0})
+    run = Trainer(config).step(20)
+    fractions = np.array(run.snapshots[-1].saturated_fraction)
+    assert fractions[0] < 0.05 < fractions.max()
+    assert run.layers[0].saturation == "saturated"
+
+
+def test_snapshots_are_thinned_to_stay_bounded(monkeypatch):
+    from bnviz import record, trainer
+
+    monkeypatch.setattr(trainer, "MAX_SNAPSHOTS", 8)
+    monkeypatch.setattr(record, "MAX_SNAPSHOTS", 8)
+    t = Trainer(TrainConfig(**{**SMALL, "steps": 30, "snapshot_every": 1, "eval_every": 1}))
+    run = t.step(30)
+    steps = run.snapshots[0].steps
+    assert len(steps) <= 8 and steps[0] == 1
+    assert len(set(np.diff(steps))) == 1  # still evenly spaced
+    assert len(run.snapshots[0].hist["pre_norm"]) == len(steps)
+    assert len(run.eval_steps) <= 8 and run.eval_steps[0] == 0
+
+
+def test_memory_stays_under_20_mb_for_5000_steps():
+    """Extrapolated from the real record: rows grow per step, snapshots stop at 300."""
+    t = Trainer(TrainConfig(steps=5000))
+    run = t.step(3)
+    row_bytes = 4 * sum(c.stop - c.start for c in run.table.columns.values())
+    snapshot_bytes = (run.nbytes - run.table.nbytes) / len(run.snapshots[0].steps)
+    assert 5000 * row_bytes + 300 * snapshot_bytes < 20e6
+
+
+def test_same_config_gives_the_same_record_even_in_threads():
+    config = TrainConfig(**{**SMALL, "steps": 8})
+    alone = train(config).to_dict()
+    results = [None, None]
+
+    def work(k):
+        results[k] = train(config).to_dict()
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results[0] == alone and results[1] == alone
+    assert train(config.replace(seed=1)).to_dict()["metrics"] != alone["metrics"]
+
+
+def test_lockstep_shares_batches_and_initial_weights_and_equals_training_alone():
+    configs = [
+        TrainConfig(**{**SMALL, "steps": 6}),
+        TrainConfig(**{**SMALL, "steps": 6, "norm": "none"}),
+    ]
+    lock = Lockstep(configs)
+    seen = [[], []]
+    for k, trainer in enumerate(lock.trainers):
+
+        def keep(module, args, k=k, trainer=trainer):
+            if trainer._recording:  # a training step, not an evaluation
+                seen[k].append(args[0].clone())
+
+        trainer.model.register_forward_pre_hook(keep)
+    init = [dict(t.model.named_parameters()) for t in lock.trainers]
+    for name in ("blocks.0.conv.weight", "blocks.1.conv.weight", "head.weight", "head.bias"):
+        assert torch.equal(init[0][name], init[1][name])
+    runs = lock.step(6)
+    assert len(seen[0]) == len(seen[1]) == 6
+    assert all(torch.equal(a, b) for a, b in zip(*seen))
+    for config, run in zip(configs, runs):
+        assert run.to_dict() == train(config).to_dict()
+    with pytest.raises(ValueError, match="batch_size"):
+        Lockstep([configs[0], configs[0].replace(batch_size=8)])
+
+
+def test_divergence_at_huge_lr_ends_the_run_without_raising():
+    run = train(TrainConfig(**{**SMALL, "norm": "none", "lr": 1e4}))
+    assert run.status == "diverged"
+    assert 1 <= run.diverged_step <= SMALL["steps"]
+    assert run.num_steps == run.diverged_step - 1
+    assert f"diverged at step {run.diverged_step}" in run.message
+    json.dumps(run.to_dict(), allow_nan=False)
+
+
+def test_one_value_per_channel_fails_with_pytorchs_message():
+    config = TrainConfig(widths=(4, 4, 4, 4, 4, 4), batch_size=1, steps=3)
+    run = train(config)
+    assert run.status == "failed"
+    assert "Expected more than 1 value per channel when training" in run.message
+    assert np.isnan(run.acc_batch_stats[0])
+
+
+def test_batch_larger_than_the_data_set_is_refused():
+    with pytest.raises(ValueError, match="batch_size must be at most 500"):
+        Trainer(TrainConfig(batch_size=501), _tiny_dataset(500))
+
+
+def _tiny_dataset(n):
+    data = ds.load("shapes")
+    return ds.make_dataset(
+        "shapes", data.x_train[:n].copy(), data.y_train[:n].copy(),
+        data.x_test[:50].copy(), data.y_test[:50].copy(), data.classes,
+    )  # fmt: skip
+
+
+def test_scratch_batchnorm_trains_like_torch():
+    a = train(TrainConfig(**{**SMALL, "steps": 5}))
+    b = train(TrainConfig(**{**SMALL, "steps": 5, "bn_impl": "scratch"}))
+    np.testing.assert_allclose(a.metric("train_loss"), b.metric("train_loss"), rtol=1e-4)
+    np.testing.assert_allclose(
+        a.layer_stat(1, "running_var"), b.layer_stat(1, "running_var"), rtol=1e-3
+    )
+
+
+def test_train_calls_back_and_can_be_stopped():
+    calls = []
+    run = train(
+        TrainConfig(**SMALL), on_record=lambda r: calls.append(r.num_steps),
+        should_stop=lambda: len(calls) >= 2, chunk=5,
+    )  # fmt: skip
+    assert calls == [5, 10]
+    assert run.status == "stopped" and run.num_steps == 10
+    assert run.eval_steps[-1] == 10
+
+
+def test_mid_run_changes_apply_from_the_next_step_and_are_recorded():
+    trainer = Trainer(TrainConfig(**SMALL))
+    trainer.step(2)
+    trainer.set(lr=0.01, momentum=0.5, eps=1e-3, batch_size=16)
+    run = trainer.step(1)
+    assert trainer.optimizer.param_groups[0]["lr"] == 0.01
+    bn = trainer.model.blocks[0].norm
+    assert (bn.momentum, bn.eps) == (0.5, 1e-3)
+    assert {c["field"]: (c["step"], c["new"]) for c in run.changes} == {
+        "lr": (3, 0.01), "momentum": (3, 0.5), "eps": (3, 1e-3), "batch_size": (3, 16),
+    }  # fmt: skip
+    # the running mean moved by momentum 0.5 towards the new step's batch mean
+    rm, bm = run.layer_stat(0, "running_mean"), run.layer_stat(0, "batch_mean")
+    np.testing.assert_allclose(rm[2], 0.5 * rm[1] + 0.5 * bm[2], rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="mid-run"):
+        trainer.set(norm="none")
+    with pytest.raises(ValueError, match="lr"):
+        trainer.set(lr=-1)
+
+
+def test_default_config_learns_but_not_instantly():
+    """The acceptance bar of the built-in data set: >= 80% test accuracy within 300 steps,
+    and not above 95% by step 20."""
+    trainer = Trainer(TrainConfig(eval_every=20))
+    run = trainer.step(300)
+    acc = dict(zip(run.eval_steps, run.acc_running_stats))
+    assert acc[20] <= 0.95
+    assert acc[300] >= 0.80, acc
