@@ -1,0 +1,95 @@
+"""Instrumentation overhead: bnviz.Trainer steps against a bare PyTorch loop on the same model,
+batch size and optimizer, in one process, rounds interleaved, medians reported.
+
+    python -m bench.bench_engine [--rounds 7] [--steps 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from bnviz import TrainConfig, Trainer
+from bnviz.config import MAX_STEPS
+from bnviz.model import build_model
+from bnviz.trainer import _Batches, eval_every, snapshot_every, to_tensor
+
+
+class BareLoop:
+    """The same model, data order and optimizer, with nothing recorded."""
+
+    def __init__(self, config: TrainConfig, data):
+        self.data, self.config = data, config
+        self.model = build_model(config, data.x_train.shape[1], len(data.classes))
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=0.9)
+        self.batches = _Batches(len(data.y_train), config.seed)
+
+    def step(self, n: int):
+        for _ in range(n):
+            idx = self.batches.next(self.config.batch_size)
+            x = to_tensor(self.data, self.data.x_train[idx])
+            y = torch.from_numpy(self.data.y_train[idx])
+            loss = F.cross_entropy(self.model(x), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+
+
+def seconds_per_step(stepper, steps: int) -> float:
+    start = time.perf_counter()
+    stepper(steps)
+    return (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=20, help="steps per round and variant")
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # one core per session, as on the shared server
+
+    default = TrainConfig()
+    # the default 300-step run's cadences, with a step budget that outlasts the benchmark
+    cadence = {"snapshot_every": snapshot_every(default), "eval_every": eval_every(default)}
+    long = default.replace(steps=MAX_STEPS, **cadence)
+    trainers = {
+        "default cadence (no eval)": Trainer(long.replace(eval_every=MAX_STEPS)),
+        "default cadence + eval": Trainer(long),
+        "histograms every step": Trainer(long.replace(snapshot_every=1, eval_every=MAX_STEPS)),
+    }
+    bare = BareLoop(default, trainers["default cadence + eval"].data)
+    bare.step(3)
+    for trainer in trainers.values():
+        trainer.step(3)
+
+    ratios = {name: [] for name in trainers}
+    bare_times = []
+    for _ in range(args.rounds):
+        for name, trainer in trainers.items():
+            base = seconds_per_step(bare.step, args.steps)
+            ratios[name].append(seconds_per_step(trainer.step, args.steps) / base)
+            bare_times.append(base)
+
+    targets = {"default cadence (no eval)": 1.15, "histograms every step": 1.5}
+    print(
+        f"torch {torch.__version__}, 1 thread, batch {default.batch_size}, widths "
+        f"{default.widths}, {args.rounds} rounds x {args.steps} steps, medians"
+    )
+    print()
+    print("| measure | median | target |")
+    print("|---|---|---|")
+    for name, values in ratios.items():
+        target = f"<= {targets[name]:.2f}" if name in targets else "(reported)"
+        print(f"| step time ratio, {name} | {statistics.median(values):.3f} | {target} |")
+    bare_step = statistics.median(bare_times)
+    print(f"| bare PyTorch step | {bare_step * 1000:.1f} ms | |")
+    instrumented = statistics.median(ratios["default cadence + eval"]) * bare_step
+    print(f"| default config, steps per second (with eval) | {1 / instrumented:.1f} | |")
+
+
+if __name__ == "__main__":
+    main()
