@@ -211,10 +211,14 @@ class Run:
         except (KeyError, TypeError, IndexError, AttributeError) as e:
             raise ValueError(f"not a valid bnviz run: {type(e).__name__}: {e}") from None
 
+    def to_json(self) -> str:
+        """The record as compact strict JSON."""
+        return json.dumps(self.to_dict(), allow_nan=False, separators=(",", ":"))
+
     def save(self, path: str | Path) -> Path:
         """Write JSON atomically: a crash mid-write never damages an earlier file."""
         path = Path(path)
-        text = json.dumps(self.to_dict(), allow_nan=False, separators=(",", ":"))
+        text = self.to_json()
         fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -228,8 +232,14 @@ class Run:
     @classmethod
     def load(cls, path: str | Path) -> Run:
         """Read a run saved with save(); only JSON is ever parsed."""
+        return cls.from_json(Path(path).read_bytes())
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Run:
+        """Parse a saved run (UTF-8 JSON); anything else raises ValueError."""
         try:
-            d = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_reject)
+            text = data.decode("utf-8") if isinstance(data, bytes) else data
+            d = json.loads(text, parse_constant=_reject)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
             raise ValueError(f"not a valid bnviz run (not JSON): {e}") from None
         return cls.from_dict(d)
@@ -248,8 +258,11 @@ def _reject(name):
 
 
 def _encode(values: np.ndarray) -> list:
-    """Array -> nested lists of floats, with non-finite values as strings."""
+    """Array -> nested lists of floats, with non-finite values as strings. float32 values go
+    through their shortest decimal form: exact on reload, and about 40% less JSON."""
     values = np.asarray(values)
+    if values.dtype == np.float32:
+        values = values.astype(str).astype(np.float64)
     if np.isfinite(values).all():
         return values.tolist()
     out = values.astype(object)

@@ -209,7 +209,8 @@ class Trainer:
         self.eval_y = torch.from_numpy(self.data.y_test[:EVAL_SIZE].copy())
         self.snapshot_every = snapshot_every(config)
         self.eval_every = eval_every(config)
-        self.batch_size, self.lr = config.batch_size, config.lr
+        # the values in force now; set() changes them mid-run
+        self.settings = {k: getattr(config, k) for k in ("batch_size", "lr", "eps", "momentum")}
         self.params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         self._param_index = {name: i for i, (name, _) in enumerate(self.params)}
         layers = []
@@ -251,34 +252,32 @@ class Trainer:
         return self.run
 
     def set(self, **changes) -> None:
-        """Change batch_size, lr, eps or momentum from the next step on; recorded in run.changes."""
-        allowed = ("batch_size", "lr", "eps", "momentum")
-        current = {"batch_size": self.batch_size, "lr": self.lr}
-        norms = [b.norm for b in self.model.blocks]
-        current["eps"] = getattr(norms[0], "eps", self.config.eps)
-        current["momentum"] = getattr(norms[0], "momentum", self.config.momentum)
+        """Change batch_size, lr, eps or momentum from the next step on; recorded in run.changes
+        (eps and momentum reach only norms that have them)."""
         for name, value in changes.items():
-            if name not in allowed:
-                raise ValueError(f"only {', '.join(allowed)} can change mid-run; got {name!r}")
+            if name not in self.settings:
+                allowed = ", ".join(self.settings)
+                raise ValueError(f"only {allowed} can change mid-run; got {name!r}")
             self.config.replace(**{name: value})  # validates the value
-            if value == current[name]:
+            if name == "batch_size" and value > len(self.data.y_train):
+                raise ValueError(f"batch_size must be at most {len(self.data.y_train)}")
+            old = self.settings[name]
+            if value == old:
                 continue
-            if name == "batch_size":
-                if value > len(self.data.y_train):
-                    raise ValueError(f"batch_size must be at most {len(self.data.y_train)}")
-                self.batch_size = value
-            elif name == "lr":
-                self.lr = float(value)
+            self.settings[name] = value
+            if name == "lr":
                 for group in self.optimizer.param_groups:
-                    group["lr"] = self.lr
-            else:
-                for norm in norms:
-                    if hasattr(norm, name):
-                        setattr(norm, name, value)
+                    group["lr"] = float(value)
+            elif name in ("eps", "momentum"):
+                for block in self.model.blocks:
+                    if hasattr(block.norm, name):
+                        setattr(block.norm, name, value)
             step = self.steps_done + 1
-            self.run.changes.append(
-                {"step": step, "field": name, "old": current[name], "new": value}
-            )
+            self.run.changes.append({"step": step, "field": name, "old": old, "new": value})
+
+    @property
+    def batch_size(self) -> int:
+        return self.settings["batch_size"]
 
     def _one_step(self):
         config, model = self.config, self.model
