@@ -1,0 +1,1 @@
+"""The Streamlit front end; the only part of bnviz that imports streamlit."""

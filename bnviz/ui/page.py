@@ -1,0 +1,155 @@
+"""The page: sidebar controls, the play/pause/step/reset bar, the live status and the views."""
+
+from __future__ import annotations
+
+import streamlit as st
+import torch
+
+from ..config import TrainConfig
+from ..datasets import DatasetUnavailable
+from . import sidebar
+from .session import Session, structural_key
+from .views import activations, export, gradients, running_stats, theory, train_eval, training
+
+# One thread per training session: on a shared 2-core host, sessions (threads of one server
+# process) train side by side, and torch's threads would otherwise contend for the same cores.
+torch.set_num_threads(1)
+
+STEP_CHUNK = 10  # steps per press of "step"
+FIRST_STEPS = 20  # trained at once on first load, so the first picture means something
+REFRESH_SECONDS = 0.5  # while playing: train for part of this, then redraw
+TRAIN_SHARE = 0.6  # the share of each refresh spent training
+VIEWS = {
+    "Training": training,
+    "Activations": activations,
+    "Running statistics": running_stats,
+    "Gradients": gradients,
+    "Train vs eval": train_eval,
+    "Theory": theory,
+    "Save & replay": export,
+}
+STATE_ICONS = {
+    "playing": ":material/play_arrow:",
+    "paused": ":material/pause:",
+    "finished": ":material/check_circle:",
+    "diverged": ":material/error:",
+    "failed": ":material/error:",
+    "stopped": ":material/stop:",
+    "replay": ":material/history:",
+}
+
+
+def _start(config: TrainConfig, twin: str) -> Session:
+    """A fresh session; a data set that cannot be loaded falls back to 'shapes' with a note."""
+    try:
+        session = Session.start(config, twin)
+    except DatasetUnavailable as e:
+        st.session_state["data_error"] = str(e)
+        session = Session.start(config.replace(dataset="shapes"), twin)
+        session.key = structural_key(config, twin)  # don't retry on every rerun
+    else:
+        st.session_state.pop("data_error", None)
+    session.advance(steps=FIRST_STEPS)
+    return session
+
+
+def _current_session(config: TrainConfig, twin: str) -> Session:
+    session = st.session_state.get("session")
+    if session is None or (session.replay is None and session.key != structural_key(config, twin)):
+        session = _start(config, twin)
+    elif session.replay is None:
+        session.apply_live_changes(config)
+    st.session_state["session"] = session
+    return session
+
+
+def _play():
+    st.session_state["session"].playing = True
+
+
+def _pause():
+    st.session_state["session"].playing = False
+
+
+def _step():
+    session = st.session_state["session"]
+    session.playing = False
+    session.advance(steps=STEP_CHUNK)
+
+
+def _reset():
+    st.session_state.pop("session", None)
+
+
+def _buttons(session: Session):
+    live = session.replay is None
+    cols = st.columns([1, 1, 1, 1, 3])
+    cols[0].button(
+        "Play",
+        key="play",
+        on_click=_play,
+        icon=":material/play_arrow:",
+        type="primary",
+        disabled=not live or session.finished or session.playing,
+        width="stretch",
+    )
+    cols[1].button(
+        "Pause",
+        key="pause",
+        on_click=_pause,
+        icon=":material/pause:",
+        disabled=not live or not session.playing,
+        width="stretch",
+    )
+    cols[2].button(
+        f"Step {STEP_CHUNK}",
+        key="step",
+        on_click=_step,
+        icon=":material/skip_next:",
+        disabled=not live or session.finished,
+        width="stretch",
+    )
+    cols[3].button(
+        "Reset",
+        key="reset",
+        on_click=_reset,
+        icon=":material/restart_alt:",
+        width="stretch",
+        help="Start again from the initial weights with the current settings.",
+    )
+
+
+def _status(session: Session):
+    run, state = session.run, session.state
+    text = f"{STATE_ICONS[state]} **{state}** · step {run.num_steps} of {run.config.steps}"
+    if session.replay is None and session.steps_per_second:
+        text += f" · {session.steps_per_second:.0f} steps/s"
+    st.markdown(text)
+    if state in ("diverged", "failed"):
+        st.error(run.message, icon=":material/error:")
+
+
+def _body(session: Session):
+    if session.playing:
+        session.advance(seconds=REFRESH_SECONDS * TRAIN_SHARE)
+        if not session.playing:  # finished or diverged: redraw the buttons too
+            st.rerun()
+    _status(session)
+    tabs = st.tabs(list(VIEWS), key="view", on_change="rerun")
+    for tab, view in zip(tabs, VIEWS.values()):
+        if tab.open:  # only the open view is computed and sent to the browser
+            with tab:
+                view.render(session)
+
+
+def main():
+    st.set_page_config(page_title="bnviz: BatchNorm, live", page_icon="📊", layout="wide")
+    config, twin = sidebar.controls()
+    session = _current_session(config, twin)
+    st.title("BatchNorm, live")
+    if "data_error" in st.session_state:
+        st.warning(st.session_state["data_error"] + " Showing the built-in 'shapes' data set.")
+    if session.replay is not None:
+        st.info("Replaying a saved run: the sidebar does not apply until you go back to live.")
+    _buttons(session)
+    st.fragment(_body, run_every=REFRESH_SECONDS if session.playing else None)(session)

@@ -1,0 +1,43 @@
+"""Activations: pre-norm / post-norm / post-activation histograms with a step scrubber,
+percentile bands of one unit over time, and the saturated or dead fraction."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ... import figures
+from ..session import Session
+from .common import ALL_CHANNELS, chart, pick_channel, pick_layer, pick_step
+
+
+def render(session: Session) -> None:
+    run, twin = session.run, session.twin
+    cols = st.columns([1, 1, 3])
+    layer = pick_layer(run, "act_layer", cols[0])
+    channel = pick_channel(run, layer, "act_channel", cols[1], allow_all=True, tracked_only=True)
+    steps = run.snapshots[layer].steps
+    if not steps:
+        st.info("No snapshot yet: press Step or Play.")
+        return
+    step = pick_step(steps, "snapshot", "Replay a recorded step", cols[2])
+    index = steps.index(step)
+    chart(
+        figures.histogram_figure(run, layer, index, None if channel == ALL_CHANNELS else channel),
+        "histograms",
+    )
+    st.caption(
+        "Histograms use the first 16 images of that step's training batch; the bin edges are "
+        "fixed for the whole run, so steps compare. Values beyond the edges count in the end bins."
+    )
+    left, right = st.columns(2)
+    with left:
+        which = st.radio(
+            "Percentiles of",
+            ("unit", "layer"),
+            key="percentiles_of",
+            horizontal=True,
+            format_func={"unit": "one unit (channel 0, centre)", "layer": "the whole layer"}.get,
+        )
+        chart(figures.percentile_figure(run, layer, twin, which), "percentiles")
+    with right:
+        chart(figures.saturation_figure(run, twin), "saturation")

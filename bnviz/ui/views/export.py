@@ -1,0 +1,104 @@
+"""Save & replay: download the run as JSON and any figure as standalone HTML; upload a saved
+run to replay it in every view."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ... import figures
+from ...record import Run
+from ..session import Session
+
+MAX_UPLOAD_MB = 50
+
+
+def figure_builders(session: Session) -> dict:
+    """Every whole-run figure of the current run, by title, built only when asked for."""
+    run, twin = session.run, session.twin
+    last_layer = len(run.layers) - 1
+    builders = {
+        "Training loss": lambda: figures.loss_figure(run, twin),
+        "Accuracy": lambda: figures.accuracy_figure(run, twin),
+        "Saturated or dead fraction": lambda: figures.saturation_figure(run, twin),
+        "Gradient norms": lambda: figures.grad_norm_figure(run, twin),
+        "Update:data ratio": lambda: figures.update_ratio_figure(run, twin),
+        "Train vs eval gap": lambda: figures.eval_gap_figure(run, twin),
+        "Percentiles of one unit (last block)": lambda: figures.percentile_figure(
+            run, last_layer, twin
+        ),
+    }
+    for i, layer in enumerate(run.layers):
+        builders[f"Running statistics, {layer.name} channel 0"] = lambda i=i: (
+            figures.running_stats_figure(run, i, 0)
+        )
+        if run.snapshots[i].steps:
+            builders[f"Histograms, {layer.name}, last snapshot"] = lambda i=i: (
+                figures.histogram_figure(run, i, -1)
+            )
+    return builders
+
+
+def _load_upload(upload) -> None:
+    """Validate an uploaded run and switch the session to replaying it."""
+    if upload.size > MAX_UPLOAD_MB * 1024 * 1024:
+        st.error(
+            f"That file is {upload.size / 1e6:.0f} MB; saved runs are at most {MAX_UPLOAD_MB} MB."
+        )
+        return
+    try:
+        run = Run.from_json(upload.getvalue())
+    except ValueError as e:
+        st.error(f"This is not a bnviz run file, so nothing was loaded. ({_short(e)})")
+        return
+    st.session_state["session"] = Session.replaying(run)
+    st.session_state["loaded_upload"] = upload.file_id
+    st.rerun()
+
+
+def _short(error: Exception) -> str:
+    text = str(error)
+    return text if len(text) < 300 else text[:300] + "..."
+
+
+def _back_to_live():
+    st.session_state.pop("session", None)
+
+
+def render(session: Session) -> None:
+    run = session.run
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Download")
+        name = f"bnviz-{run.config.norm}-bs{run.config.batch_size}-step{run.num_steps}"
+        st.download_button(
+            "Run record (JSON)",
+            run.to_json,
+            file_name=f"{name}.json",
+            mime="application/json",
+            key="download_run",
+            on_click="ignore",
+            icon=":material/download:",
+        )
+        st.caption("Every recorded number; the format is described in docs/run-format.md.")
+        builders = figure_builders(session)
+        title = st.selectbox("Figure", list(builders), key="export_figure")
+        st.download_button(
+            "Figure (standalone HTML)",
+            lambda: builders[title]().to_html(include_plotlyjs=True, full_html=True),
+            file_name=f"{name}-{title.split(',')[0].lower().replace(' ', '-')}.html",
+            mime="text/html",
+            key="download_figure",
+            on_click="ignore",
+            icon=":material/download:",
+        )
+        st.caption("Opens in any browser, offline, with zoom and hover.")
+    with right:
+        st.subheader("Replay a saved run")
+        upload = st.file_uploader(
+            "Saved run (.json)", type=["json"], key="upload_run", max_upload_size=MAX_UPLOAD_MB
+        )
+        if upload is not None and st.session_state.get("loaded_upload") != upload.file_id:
+            _load_upload(upload)
+        if session.replay is not None:
+            st.success(f"Replaying a saved run: {run.num_steps} steps, status {run.status}.")
+            st.button("Back to live training", key="live", on_click=_back_to_live)

@@ -1,0 +1,22 @@
+"""Gradients: per-layer gradient norms and the update:data ratio, main against twin."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ... import figures
+from ..session import Session
+from .common import chart
+
+
+def render(session: Session) -> None:
+    left, right = st.columns(2)
+    with left:
+        chart(figures.grad_norm_figure(session.run, session.twin), "grad_norm")
+    with right:
+        chart(figures.update_ratio_figure(session.run, session.twin), "update_ratio")
+    st.caption(
+        "Left: the norm of the loss gradient reaching each normalization layer's input. Right: "
+        "how far each step moves the weights, relative to their size; around 1e-3 is a common "
+        "rule of thumb (Karpathy), far above it the updates are too large."
+    )

@@ -1,0 +1,75 @@
+"""Running statistics: batch against running mean and variance, the update formula with live
+numbers, the averaging window, gamma and beta, and each channel's gain 1/sqrt(var + eps)."""
+
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from ... import figures
+from ..session import Session
+from .common import chart, pick_channel, pick_layer, pick_step
+
+
+def _formula(numbers: dict) -> None:
+    f = numbers["factor"]
+    if numbers["momentum"] is None:
+        st.markdown(
+            f"Cumulative average (momentum=None): the factor at step {numbers['step']} is "
+            f"1/{numbers['step']} = {f:.4g}."
+        )
+    st.latex(
+        rf"\hat\mu \leftarrow (1 - {f:.4g})\,{numbers['running_before']:.4g}"
+        rf" + {f:.4g}\times{numbers['batch']:.4g} = {numbers['running_after']:.4g}"
+    )
+    m = numbers["m"]
+    st.latex(
+        rf"\hat\sigma^2 \leftarrow (1 - {f:.4g})\,{numbers['var_running_before']:.4g}"
+        rf" + {f:.4g}\times\underbrace{{{numbers['var_batch_biased']:.4g}\times"
+        rf"\tfrac{{{m}}}{{{m - 1}}}}}_{{\text{{unbiased}}}} = {numbers['var_running_after']:.4g}"
+    )
+
+
+def render(session: Session) -> None:
+    run = session.run
+    cols = st.columns([1, 1, 3])
+    layer = pick_layer(run, "rs_layer", cols[0])
+    channel = pick_channel(run, layer, "rs_channel", cols[1])
+    if not run.num_steps:
+        st.info("No steps yet: press Step or Play.")
+        return
+    step = pick_step(run.steps.tolist(), "rs_step", "Step for the numbers below", cols[2])
+    index = step - 1
+    chart(figures.running_stats_figure(run, layer, channel), "running_stats")
+    info = run.layers[layer]
+    if info.has_running_stats:
+        numbers = figures.momentum_numbers(run, layer, channel, index)
+        left, right = st.columns([3, 1])
+        with left:
+            st.markdown(f"**The update at step {step}**, channel {channel} of {info.name}:")
+            _formula(numbers)
+        window = figures.effective_window(numbers["momentum"], step)
+        right.metric(
+            "Averaging window",
+            "all steps so far"
+            if numbers["momentum"] is None
+            else ("never updates" if math.isinf(window) else f"≈ {window:.0f} steps"),
+            help="An EMA with momentum m forgets a batch's weight to 1/e after about 1/m steps.",
+        )
+        keras = numbers["keras_momentum"]
+        right.caption(
+            "PyTorch momentum "
+            + ("None" if numbers["momentum"] is None else f"{numbers['momentum']:g}")
+            + ("" if keras is None else f" = Keras momentum {keras:g}")
+        )
+    else:
+        st.info(
+            f"{info.norm} normalization keeps no running statistics: it normalizes every "
+            "input with its own statistics, in training and in evaluation alike."
+        )
+    left, right = st.columns(2)
+    with left:
+        chart(figures.affine_figure(run, layer), "affine")
+    with right:
+        chart(figures.gain_figure(run, layer, index), "gain")

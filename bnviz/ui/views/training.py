@@ -1,0 +1,41 @@
+"""Training: loss and accuracy (batch, eval with running stats, eval with batch stats)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ... import figures
+from ..session import Session
+from .common import chart
+
+
+def _latest(values: list[float]) -> str:
+    return f"{values[-1]:.1%}" if values else "n/a"
+
+
+def render(session: Session) -> None:
+    run, twin = session.run, session.twin
+    cols = st.columns(4 if twin else 3)
+    if run.num_steps:
+        cols[0].metric("Training loss", f"{run.metric('train_loss')[-1]:.3f}")
+    cols[1].metric(
+        "Test accuracy, running stats",
+        _latest(run.acc_running_stats),
+        help="Eval mode: BatchNorm divides by its running averages.",
+    )
+    cols[2].metric(
+        "Test accuracy, batch stats",
+        _latest(run.acc_batch_stats),
+        help="Train mode, batches of the training batch size; buffers untouched.",
+    )
+    if twin:
+        cols[3].metric(f"Twin ({twin.config.norm}): test accuracy", _latest(twin.acc_running_stats))
+    left, right = st.columns(2)
+    with left:
+        chart(figures.loss_figure(run, twin), "loss")
+    with right:
+        chart(figures.accuracy_figure(run, twin), "accuracy")
+    st.caption(
+        "Solid: the main network. Dashed: its twin, trained on the same batches from the same "
+        "initial weights, differing only in normalization."
+    )

@@ -1,0 +1,197 @@
+"""The Streamlit app driven by AppTest (no browser): keyed widgets and buttons, and the
+figures' contents read back from the plotly specs."""
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from bnviz import Run, TrainConfig, train
+from bnviz.datasets import DatasetUnavailable
+from bnviz.ui.page import FIRST_STEPS, STEP_CHUNK
+from bnviz.ui.session import Session
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+TIMEOUT = 120
+
+
+@pytest.fixture
+def app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def session(at: AppTest) -> Session:
+    return at.session_state["session"]
+
+
+def figure(at: AppTest, key: str) -> dict:
+    """The plotly spec of the chart with that widget key."""
+    charts = {chart.key: chart for chart in at.get("plotly_chart")}
+    assert key in charts, f"no chart {key!r}; have {list(charts)}"
+    return json.loads(charts[key].proto.spec)
+
+
+def values(trace: dict, axis: str = "y") -> np.ndarray:
+    """A trace's data, decoding plotly's typed-array form ({"dtype", "bdata"})."""
+    data = trace.get(axis)
+    if isinstance(data, dict) and "bdata" in data:
+        return np.frombuffer(base64.b64decode(data["bdata"]), dtype=np.dtype(data["dtype"]))
+    return np.asarray(data if data is not None else [], dtype=float)
+
+
+def longest(spec: dict) -> int:
+    return max(len(values(t)) for t in spec["data"])
+
+
+def traces(spec: dict, name_part: str) -> list[dict]:
+    return [t for t in spec["data"] if name_part.lower() in str(t.get("name", "")).lower()]
+
+
+def open_view(at: AppTest, name: str) -> AppTest:
+    at.session_state["view"] = name
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def status_text(at: AppTest) -> str:
+    return " ".join(m.value for m in at.markdown)
+
+
+def test_first_load_trains_and_shows_a_real_chart(app):
+    run = session(app).run
+    assert run.num_steps == FIRST_STEPS
+    assert f"step {FIRST_STEPS} of 300" in status_text(app)
+    loss = figure(app, "loss")
+    main = traces(loss, "main")
+    np.testing.assert_allclose(values(main[0]), run.metric("train_loss"), rtol=1e-5)
+    assert any("dash" == t.get("line", {}).get("dash") for t in loss["data"])  # the twin
+
+
+def test_step_button_advances_a_fixed_number_of_steps(app):
+    app.button(key="step").click().run()
+    assert session(app).run.num_steps == FIRST_STEPS + STEP_CHUNK
+    assert session(app).twin.num_steps == FIRST_STEPS + STEP_CHUNK
+    assert f"step {FIRST_STEPS + STEP_CHUNK} of 300" in status_text(app)
+    loss = figure(app, "loss")
+    assert longest(loss) == FIRST_STEPS + STEP_CHUNK
+
+
+def test_play_and_pause_toggle_the_state(app):
+    app.button(key="play").click().run()
+    assert session(app).playing and "playing" in status_text(app)
+    app.button(key="pause").click().run()
+    assert not session(app).playing and "paused" in status_text(app)
+
+
+def test_structural_change_resets_and_live_change_applies_from_the_next_step(app):
+    app.button(key="step").click().run()
+    first = session(app)
+    app.select_slider(key="batch_size").set_value(16).run()
+    assert session(app) is first
+    changes = first.run.changes
+    assert changes == [
+        {"step": FIRST_STEPS + STEP_CHUNK + 1, "field": "batch_size", "old": 64, "new": 16}
+    ]
+    app.button(key="step").click().run()
+    assert first.trainer.batch_size == 16 and first.lock.trainers[1].batch_size == 16
+    loss = figure(app, "loss")
+    annotations = " ".join(a.get("text", "") for a in loss["layout"].get("annotations", []))
+    assert "16" in annotations  # the change is marked on the time axis
+    app.selectbox(key="norm").set_value("group").run()
+    assert session(app) is not first
+    assert session(app).run.num_steps == FIRST_STEPS
+    assert session(app).run.config.norm == "group"
+    assert session(app).run.config.batch_size == 16
+
+
+def test_momentum_control_shows_the_keras_equivalent(app):
+    app.slider(key="momentum").set_value(0.25).run()
+    captions = " ".join(c.value for c in app.caption)
+    assert "1 - 0.25" in captions and "0.75" in captions
+    app.checkbox(key="momentum_none").check().run()
+    app.button(key="step").click().run()
+    assert session(app).trainer.model.blocks[0].norm.momentum is None
+
+
+def test_activations_view_histograms_and_scrubber(app):
+    open_view(app, "Activations")
+    run = session(app).run
+    hist = figure(app, "histograms")
+    bars = [t for t in hist["data"] if t["type"] == "bar"]
+    assert len(bars) >= 3
+    for bar in bars[:3]:
+        assert values(bar).sum() == pytest.approx(1.0, abs=1e-5)
+    first_step = run.snapshots[0].steps[0]
+    app.select_slider(key="snapshot").set_value(first_step).run()
+    hist = figure(app, "histograms")
+    assert f"step {first_step}" in json.dumps(hist["layout"]).lower()
+    first_counts = np.array(run.snapshots[0].hist["post_norm"][0], dtype=float)
+    post_norm = [t for t in hist["data"] if t["type"] == "bar"][1]
+    np.testing.assert_allclose(values(post_norm), first_counts / first_counts.sum(), rtol=1e-5)
+    figure(app, "percentiles")
+    figure(app, "saturation")
+
+
+def test_running_statistics_view_shows_recorded_values_and_the_formula(app):
+    open_view(app, "Running statistics")
+    run = session(app).run
+    spec = figure(app, "running_stats")
+    lines = [t for t in spec["data"] if "running mean" in str(t.get("name", "")).lower()]
+    running_mean = values(lines[0])  # starts from the initial value 0 at step 0
+    assert running_mean[0] == 0
+    np.testing.assert_allclose(running_mean[1:], run.layer_stat(0, "running_mean")[:, 0], rtol=1e-5)
+    assert any("leftarrow" in latex.value for latex in app.get("latex"))
+    assert any("window" in m.label.lower() for m in app.metric)
+    figure(app, "gain")
+
+
+def test_gradients_and_train_vs_eval_views(app):
+    open_view(app, "Gradients")
+    spec = figure(app, "update_ratio")
+    assert spec["layout"]["yaxis"]["type"] == "log"
+    open_view(app, "Train vs eval")
+    figure(app, "eval_gap")
+    figure(app, "batch_noise")
+
+
+def test_theory_view_shows_source_equations_and_a_live_check(app):
+    open_view(app, "Theory")
+    assert any("def batch_norm" in code.value for code in app.code)
+    assert len(app.get("latex")) >= 6
+    diffs = {m.label: float(m.value) for m in app.metric}
+    assert diffs["max |Δ output|"] < 1e-4
+
+
+def test_replay_of_a_saved_run_and_bad_uploads(tmp_path):
+    run = train(TrainConfig(widths=(8, 16), batch_size=32, steps=12, snapshot_every=3))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state["session"] = Session.replaying(Run.from_json(run.to_json()))
+    at.run()
+    assert not at.exception
+    assert "replay" in status_text(at) and "step 12 of 12" in status_text(at)
+    loss = figure(at, "loss")
+    assert longest(loss) == 12
+    for view in ("Activations", "Running statistics", "Gradients", "Train vs eval", "Theory"):
+        open_view(at, view)
+    with pytest.raises(ValueError, match="not a valid bnviz run"):
+        Run.from_json(b"\x80\x04pickle")
+
+
+def test_unavailable_data_set_falls_back_to_shapes(monkeypatch):
+    def offline(name):
+        raise DatasetUnavailable("MNIST is not available. No internet connection.")
+
+    monkeypatch.setattr("bnviz.datasets.load_real", offline)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.selectbox(key="dataset").set_value("mnist").run()
+    assert not at.exception
+    assert any("No internet" in w.value for w in at.warning)
+    assert session(at).run.config.dataset == "shapes"
+    assert session(at).run.num_steps == FIRST_STEPS
