@@ -44,13 +44,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server():
-    missing = _browser_missing()
-    if missing:
-        if os.environ.get("BNVIZ_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"browser test required but {missing}")
-        pytest.skip(missing)
+def start_server() -> tuple[str, subprocess.Popen]:
+    """`streamlit run app.py` on a free local port; returns its URL once it answers."""
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
@@ -67,7 +62,18 @@ def server():
             time.sleep(0.3)
     else:
         process.kill()
-        pytest.fail("the streamlit server did not start: " + process.stdout.read().decode())
+        raise RuntimeError("the streamlit server did not start: " + process.stdout.read().decode())
+    return url, process
+
+
+@pytest.fixture(scope="module")
+def server():
+    missing = _browser_missing()
+    if missing:
+        if os.environ.get("BNVIZ_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"browser test required but {missing}")
+        pytest.skip(missing)
+    url, process = start_server()
     yield url
     process.terminate()
     process.wait(timeout=20)

@@ -58,7 +58,8 @@ def _current_session(config: TrainConfig, twin: str) -> Session:
     if session is None or (session.replay is None and session.key != structural_key(config, twin)):
         session = _start(config, twin)
     elif session.replay is None:
-        session.apply_live_changes(config)
+        with session.guard:
+            session.apply_live_changes(config)
     st.session_state["session"] = session
     return session
 
@@ -74,7 +75,8 @@ def _pause():
 def _step():
     session = st.session_state["session"]
     session.playing = False
-    session.advance(steps=STEP_CHUNK)
+    with session.guard:
+        session.advance(steps=STEP_CHUNK)
 
 
 def _reset():
@@ -130,6 +132,11 @@ def _status(session: Session):
 
 
 def _body(session: Session):
+    with session.guard:
+        _draw(session)
+
+
+def _draw(session: Session):
     if session.playing:
         session.advance(seconds=REFRESH_SECONDS * TRAIN_SHARE)
         if not session.playing:  # finished or diverged: redraw the buttons too

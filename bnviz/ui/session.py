@@ -3,6 +3,7 @@ Plain Python (no streamlit), so it can be tested on its own."""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -32,6 +33,9 @@ class Session:
     playing: bool = False
     steps_per_second: float = 0.0
     key: tuple = field(default=())
+    # Streamlit may start a new script run while the old one is still inside a training step;
+    # everything that touches the model holds this lock.
+    guard: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @classmethod
     def start(cls, config: TrainConfig, twin_norm: str) -> Session:

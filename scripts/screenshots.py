@@ -1,0 +1,65 @@
+"""Screenshots of every view, for the README and for looking at the app as a user would.
+
+    python scripts/screenshots.py [--out assets] [--steps 120] [--theme light|dark]
+
+Starts `streamlit run app.py` on a free local port, trains with the Step button, and saves one
+PNG per view. Needs Playwright and Debian's Chromium (/usr/bin/chromium)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, IDLE, start_server  # noqa: E402
+
+VIEWS = ("Training", "Activations", "Running statistics", "Gradients", "Train vs eval", "Theory",
+         "Save & replay")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "assets"))
+    parser.add_argument("--steps", type=int, default=120, help="steps to train before shooting")
+    parser.add_argument("--theme", choices=("light", "dark"), default="light")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from playwright.sync_api import sync_playwright
+
+    url, process = start_server()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1500, "height": 1100},
+                                    color_scheme=args.theme)  # fmt: skip
+            page.goto(url)
+            page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+            page.wait_for_selector(IDLE, timeout=60_000)
+            for _ in range(max(0, args.steps - 20) // 10):
+                try:
+                    page.get_by_role("button", name="Step").click()
+                except Exception:
+                    page.screenshot(path=str(out / "failed.png"))
+                    raise
+                page.wait_for_selector(IDLE, timeout=60_000)
+            for view in VIEWS:
+                page.get_by_role("tab", name=view).click()
+                time.sleep(0.5)
+                page.wait_for_selector(IDLE, timeout=60_000)
+                time.sleep(2.5)  # the chart library draws a moment after the script run
+                name = view.lower().replace(" & ", "-").replace(" ", "-")
+                page.screenshot(path=str(out / f"view-{name}-{args.theme}.png"), full_page=True)
+                print(out / f"view-{name}-{args.theme}.png")
+            browser.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+if __name__ == "__main__":
+    main()
