@@ -108,3 +108,33 @@ def check_scratch_against_torch(trainer: Trainer, layer: int = 0) -> ScratchChec
         max_abs_diff_running_mean=diff(ours.running_mean, reference.running_mean),
         max_abs_diff_running_var=diff(ours.running_var, reference.running_var),
     )
+
+
+@torch.no_grad()
+def precise_statistics(trainer: Trainer, batches: int = 50) -> dict:
+    """Ioffe & Szegedy's Algorithm 2: replace each BatchNorm's running mean and variance by a
+    plain average over `batches` training batches (train mode, no gradient, weights fixed),
+    then measure test accuracy again. Changes the live model's buffers; returns the numbers."""
+    norms = [
+        b.norm for b in trainer.model.blocks if getattr(b.norm, "running_mean", None) is not None
+    ]
+    before, _ = trainer.accuracy()
+    if not norms:
+        return {"acc_before": before, "acc_after": before, "batches": 0, "applicable": False}
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average: every batch weighs the same
+    data, rng = trainer.data, np.random.default_rng([trainer.config.seed, 3])
+    trainer.model.train()
+    was_recording, trainer._recording = trainer._recording, False
+    try:
+        for _ in range(batches):
+            idx = rng.choice(len(data.y_train), trainer.batch_size, replace=False)
+            trainer.model(to_tensor(data, data.x_train[idx]))
+    finally:
+        trainer._recording = was_recording
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+    after, _ = trainer.accuracy()
+    return {"acc_before": before, "acc_after": after, "batches": batches, "applicable": True}

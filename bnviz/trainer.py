@@ -355,8 +355,22 @@ class Trainer:
             snaps.layer_percentiles.append(probe.snapshot["layer_percentiles"].astype(np.float32))
             snaps.saturated_fraction.append(float(np.float32(probe.snapshot["saturated_fraction"])))
 
-    @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
+        """Measure test accuracy (see accuracy()) and record it in the run."""
+        acc_running, acc_batch = self.accuracy()
+        run = self.run
+        if len(run.eval_steps) >= MAX_SNAPSHOTS:
+            run.eval_steps = run.eval_steps[::2]
+            run.acc_running_stats = run.acc_running_stats[::2]
+            run.acc_batch_stats = run.acc_batch_stats[::2]
+            self.eval_every *= 2
+        run.eval_steps.append(self.steps_done)
+        run.acc_running_stats.append(float(np.float32(acc_running)))
+        run.acc_batch_stats.append(float(np.float32(acc_batch)))
+        return acc_running, acc_batch
+
+    @torch.no_grad()
+    def accuracy(self) -> tuple[float, float]:
         """Test accuracy with running statistics (eval mode) and with batch statistics (train
         mode, batches of the training batch size); the running buffers are left untouched."""
         model = self.model
@@ -380,15 +394,6 @@ class Trainer:
         else:
             acc_batch = acc_running  # no running statistics: both modes compute the same thing
         model.train()
-        run = self.run
-        if len(run.eval_steps) >= MAX_SNAPSHOTS:
-            run.eval_steps = run.eval_steps[::2]
-            run.acc_running_stats = run.acc_running_stats[::2]
-            run.acc_batch_stats = run.acc_batch_stats[::2]
-            self.eval_every *= 2
-        run.eval_steps.append(self.steps_done)
-        run.acc_running_stats.append(float(np.float32(acc_running)))
-        run.acc_batch_stats.append(float(np.float32(acc_batch)))
         return acc_running, acc_batch
 
     def stop(self, reason: str = "stopped by the user") -> None:

@@ -131,3 +131,32 @@ def test_step_play_pause_in_a_real_browser(server):
         assert page.locator("[data-testid='stException']").count() == 0
         assert not errors, errors
         browser.close()
+
+
+def test_upload_replays_a_saved_run_and_rejects_a_bad_file(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from bnviz import TrainConfig, train
+
+    saved = train(TrainConfig(widths=(8, 16), batch_size=32, steps=12, snapshot_every=3))
+    good = saved.save(tmp_path / "saved-run.json")
+    bad = tmp_path / "not-a-run.json"
+    bad.write_text('{"hello": "world"}')
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(server)
+        page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+        page.get_by_role("tab", name="Save & replay").click()
+        upload = page.locator("[data-testid='stFileUploader'] input[type='file']")
+        upload.set_input_files(str(bad))
+        page.get_by_text("This is not a bnviz run file").wait_for(timeout=30_000)
+        upload.set_input_files(str(good))
+        page.get_by_text("Replaying a saved run: 12 steps").wait_for(timeout=30_000)
+        page.wait_for_function("() => document.body.innerText.includes('step 12 of 12')")
+        page.get_by_role("tab", name="Training").click()
+        page.wait_for_selector(IDLE, timeout=30_000)
+        assert _wait_for_more_points(page, 0) == 12
+        page.screenshot(path=str(SCREENSHOTS / "browser-replay.png"), full_page=True)
+        assert page.locator("[data-testid='stException']").count() == 0
+        browser.close()

@@ -7,7 +7,8 @@ import torch
 
 from ..config import TrainConfig
 from ..datasets import DatasetUnavailable
-from . import sidebar
+from ..scenarios import FREE_PLAY, SCENARIOS
+from . import links, scenario_panel, sidebar
 from .session import Session, structural_key
 from .views import activations, export, gradients, running_stats, theory, train_eval, training
 
@@ -19,15 +20,9 @@ STEP_CHUNK = 10  # steps per press of "step"
 FIRST_STEPS = 20  # trained at once on first load, so the first picture means something
 REFRESH_SECONDS = 0.5  # while playing: train for part of this, then redraw
 TRAIN_SHARE = 0.6  # the share of each refresh spent training
-VIEWS = {
-    "Training": training,
-    "Activations": activations,
-    "Running statistics": running_stats,
-    "Gradients": gradients,
-    "Train vs eval": train_eval,
-    "Theory": theory,
-    "Save & replay": export,
-}
+VIEWS = dict(
+    zip(links.VIEWS, (training, activations, running_stats, gradients, train_eval, theory, export))
+)
 STATE_ICONS = {
     "playing": ":material/play_arrow:",
     "paused": ":material/pause:",
@@ -56,7 +51,8 @@ def _start(config: TrainConfig, twin: str) -> Session:
 def _current_session(config: TrainConfig, twin: str) -> Session:
     session = st.session_state.get("session")
     if session is None or (session.replay is None and session.key != structural_key(config, twin)):
-        session = _start(config, twin)
+        with st.spinner(f"Training the first {FIRST_STEPS} steps..."):
+            session = _start(config, twin)
     elif session.replay is None:
         with session.guard:
             session.apply_live_changes(config)
@@ -121,12 +117,24 @@ def _buttons(session: Session):
     )
 
 
+def describe(config: TrainConfig) -> str:
+    """The settings of a run in one line."""
+    momentum = "None (cumulative)" if config.momentum is None else f"{config.momentum:g}"
+    return (
+        f"{config.dataset} · widths {'/'.join(map(str, config.widths))} · {config.activation} · "
+        f"{config.norm} norm {config.placement} the activation · batch {config.batch_size} · "
+        f"eps {config.eps:g} · momentum {momentum} · {config.optimizer} lr {config.lr:g} · "
+        f"seed {config.seed}"
+    )
+
+
 def _status(session: Session):
     run, state = session.run, session.state
     text = f"{STATE_ICONS[state]} **{state}** · step {run.num_steps} of {run.config.steps}"
     if session.replay is None and session.steps_per_second:
         text += f" · {session.steps_per_second:.0f} steps/s"
     st.markdown(text)
+    st.caption(describe(run.config))
     if state in ("diverged", "failed"):
         st.error(run.message, icon=":material/error:")
 
@@ -142,6 +150,9 @@ def _draw(session: Session):
         if not session.playing:  # finished or diverged: redraw the buttons too
             st.rerun()
     _status(session)
+    scenario = _scenario()
+    if scenario is not None:
+        scenario_panel.render(scenario, session)
     tabs = st.tabs(list(VIEWS), key="view", on_change="rerun")
     for tab, view in zip(tabs, VIEWS.values()):
         if tab.open:  # only the open view is computed and sent to the browser
@@ -149,14 +160,29 @@ def _draw(session: Session):
                 view.render(session)
 
 
+def _scenario():
+    scenario_id = st.session_state.get("scenario", FREE_PLAY)
+    return SCENARIOS.get(scenario_id)
+
+
 def main():
     st.set_page_config(page_title="bnviz: BatchNorm, live", page_icon="📊", layout="wide")
-    config, twin = sidebar.controls()
+    sidebar.init_state()
+    if "link_notes" not in st.session_state:  # the first run of this session reads the link
+        st.session_state["link_notes"] = links.apply_link(dict(st.query_params))
+    scenario_id = links.scenario_picker()
+    config, twin = sidebar.controls(set(st.session_state.get("hidden", [])))
+    links.share_link(sidebar.values(), scenario_id)
     session = _current_session(config, twin)
     st.title("BatchNorm, live")
+    if st.session_state["link_notes"]:
+        st.warning(
+            "Some settings in the link were ignored: " + "; ".join(st.session_state["link_notes"])
+        )
     if "data_error" in st.session_state:
         st.warning(st.session_state["data_error"] + " Showing the built-in 'shapes' data set.")
     if session.replay is not None:
         st.info("Replaying a saved run: the sidebar does not apply until you go back to live.")
     _buttons(session)
-    st.fragment(_body, run_every=REFRESH_SECONDS if session.playing else None)(session)
+    busy = session.playing or scenario_panel.pending(_scenario())
+    st.fragment(_body, run_every=REFRESH_SECONDS if busy else None)(session)

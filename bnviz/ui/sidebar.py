@@ -1,26 +1,25 @@
-"""The sidebar: every control, grouped, with the widget keys that tests and links use."""
+"""The sidebar: every control, grouped, with the widget keys that tests and links use. Values
+live in st.session_state (initialised from controls.DEFAULTS), so presets and links can set
+them, and a hidden control keeps its value."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from ..config import (
-    ACTIVATIONS,
-    BN_IMPLS,
-    DATASETS,
-    DEFAULT_LR,
-    NORMS,
-    OPTIMIZERS,
-    PLACEMENTS,
-    TrainConfig,
+from ..config import DEFAULT_LR, TrainConfig
+from .controls import (  # noqa: F401  (re-exported for scenario modules)
+    BATCH_SIZES,
+    CONTROLS,
+    DEFAULTS,
+    DEPTHS,
+    EPSILONS,
+    LEARNING_RATES,
+    STEP_CHOICES,
+    TWINS,
+    WIDTHS,
 )
 from .session import NO_TWIN
 
-BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
-EPSILONS = tuple(10.0**k for k in range(-8, 1))
-LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.02, 0.05, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0, 1000.0)
-STEP_CHOICES = (100, 200, 300, 500, 1000, 2000, 5000)
-WIDTHS = (4, 8, 16, 32, 64)
 NORM_LABELS = {
     "batch": "BatchNorm",
     "group": "GroupNorm",
@@ -35,6 +34,12 @@ DATASET_LABELS = {
     "fashion_mnist": "Fashion-MNIST",
     "cifar10": "CIFAR-10",
 }
+LABELS = {
+    "activation": {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid"},
+    "bn_impl": {"torch": "torch.nn", "scratch": "from scratch (bnviz)"},
+    "placement": {"before": "before activation", "after": "after activation"},
+    "optimizer": {"sgd": "SGD (momentum 0.9)", "adam": "Adam"},
+}
 
 
 def widths_from(depth: int, width: int) -> tuple[int, ...]:
@@ -42,110 +47,119 @@ def widths_from(depth: int, width: int) -> tuple[int, ...]:
     return tuple(min(width * 2**i, 128) for i in range(depth))
 
 
+def init_state() -> None:
+    """Give every control a value before any widget is drawn."""
+    for key, default in DEFAULTS.items():
+        st.session_state.setdefault(key, default)
+
+
+def values() -> dict:
+    """The current value of every control."""
+    return {key: st.session_state.get(key, default) for key, default in DEFAULTS.items()}
+
+
 def _on_optimizer_change():
     st.session_state["lr"] = DEFAULT_LR[st.session_state["optimizer"]]
 
 
-def _format_number(value: float) -> str:
+def _number(value: float) -> str:
     return f"{value:g}"
 
 
-def controls() -> tuple[TrainConfig, str]:
+class _Drawer:
+    """Draws a control unless it is hidden; a hidden control keeps its value."""
+
+    def __init__(self, hidden: set[str]):
+        self.hidden = hidden
+
+    def __call__(self, widget, key: str, label: str, **kwargs):
+        if key in self.hidden:
+            st.session_state[key] = st.session_state.get(key, DEFAULTS[key])
+            return st.session_state[key]
+        if key in LABELS:
+            kwargs.setdefault("format_func", LABELS[key].get)
+        if widget.__name__ in ("selectbox", "radio", "select_slider"):
+            kwargs["options"] = CONTROLS[key][1]
+        return widget(label, key=key, **kwargs)
+
+
+def controls(hidden: set[str] = frozenset()) -> tuple[TrainConfig, str]:
     """Draw the controls; return the configuration they describe and the twin's norm."""
     side = st.sidebar
+    draw = _Drawer(set(hidden))
     side.header("Data & model")
-    dataset = side.selectbox(
+    draw(
+        side.selectbox,
+        "dataset",
         "Data set",
-        DATASETS,
-        key="dataset",
         format_func=DATASET_LABELS.get,
         help="'shapes' is generated on the spot. The others download once (needs internet).",
     )
-    depth = side.slider("Depth (conv blocks)", 1, 6, 3, key="depth")
-    width = side.select_slider(
+    draw(side.select_slider, "depth", "Depth (conv blocks)")
+    draw(
+        side.select_slider,
+        "width",
         "Width of the first block",
-        WIDTHS,
-        value=16,
-        key="width",
         help="Channels double in each further block (at most 128).",
     )
-    activation = side.selectbox("Activation", ACTIVATIONS, key="activation")
+    draw(side.selectbox, "activation", "Activation")
 
     side.header("Normalization")
-    norm = side.selectbox("Normalization", NORMS, key="norm", format_func=NORM_LABELS.get)
-    bn_impl = side.radio(
-        "BatchNorm implementation",
-        BN_IMPLS,
-        key="bn_impl",
-        horizontal=True,
-        format_func={"torch": "torch.nn", "scratch": "from scratch (bnviz)"}.get,
-    )
-    placement = side.radio(
+    draw(side.selectbox, "norm", "Normalization", format_func=NORM_LABELS.get)
+    draw(side.radio, "bn_impl", "BatchNorm implementation", horizontal=True)
+    draw(
+        side.radio,
+        "placement",
         "Placement",
-        PLACEMENTS,
-        key="placement",
         horizontal=True,
-        format_func={"before": "before activation", "after": "after activation"}.get,
         help="Ioffe & Szegedy (2015) put BN before the nonlinearity; after is an empirical "
         "alternative.",
     )
-    batch_size = side.select_slider("Batch size", BATCH_SIZES, value=64, key="batch_size")
-    eps = side.select_slider(
+    draw(side.select_slider, "batch_size", "Batch size")
+    draw(
+        side.select_slider,
+        "eps",
         "Epsilon (eps)",
-        EPSILONS,
-        value=1e-5,
-        key="eps",
-        format_func=_format_number,
+        format_func=_number,
         help="Added to the variance before the square root: y = (x - mean) / sqrt(var + eps).",
     )
-    cumulative = side.checkbox(
+    cumulative = draw(
+        side.checkbox,
+        "momentum_none",
         "Cumulative average (momentum=None)",
-        key="momentum_none",
         help="Every batch so far weighs the same: factor 1/k at step k.",
     )
-    momentum_value = side.slider(
+    momentum_value = draw(
+        side.slider,
+        "momentum",
         "Momentum (PyTorch)",
-        0.0,
-        1.0,
-        0.1,
-        0.01,
-        key="momentum",
+        min_value=0.0,
+        max_value=1.0,
+        step=0.01,
         disabled=cumulative,
         help="running = (1 - momentum) * running + momentum * batch",
     )
     momentum = None if cumulative else momentum_value
-    if momentum is None:
-        side.caption("Keras/TensorFlow have no equivalent setting: their average is always an EMA.")
-    else:
-        side.caption(
-            f"Keras/TensorFlow equivalent: momentum = 1 - {momentum:g} = **{1 - momentum:.2g}** "
-            "(the weight of the old value)."
-        )
+    if "momentum" not in hidden:
+        if momentum is None:
+            side.caption("Keras/TensorFlow have no equivalent: their average is always an EMA.")
+        else:
+            side.caption(
+                f"Keras/TensorFlow equivalent: momentum = 1 - {momentum:g} = "
+                f"**{1 - momentum:.2g}** (the weight of the old value)."
+            )
 
     side.header("Optimizer")
-    optimizer = side.radio(
-        "Optimizer",
-        OPTIMIZERS,
-        key="optimizer",
-        horizontal=True,
-        on_change=_on_optimizer_change,
-        format_func={"sgd": "SGD (momentum 0.9)", "adam": "Adam"}.get,
-    )
-    lr = side.select_slider(
-        "Learning rate",
-        LEARNING_RATES,
-        value=DEFAULT_LR["sgd"],
-        key="lr",
-        format_func=_format_number,
-    )
+    draw(side.radio, "optimizer", "Optimizer", horizontal=True, on_change=_on_optimizer_change)
+    draw(side.select_slider, "lr", "Learning rate", format_func=_number)
 
     side.header("Run")
-    steps = side.select_slider("Steps", STEP_CHOICES, value=300, key="steps")
-    seed = side.number_input("Seed", 0, 2**31 - 1, 0, key="seed")
-    twin = side.selectbox(
+    draw(side.select_slider, "steps", "Steps")
+    draw(side.number_input, "seed", "Seed", min_value=0, max_value=2**31 - 1, step=1)
+    draw(
+        side.selectbox,
+        "twin",
         "Twin network",
-        ("none", "batch", "group", "layer", "instance", NO_TWIN),
-        key="twin",
         format_func=NORM_LABELS.get,
         help="A second network trained in lockstep (same batches, same initial weights) that "
         "differs only in normalization. Shown dashed.",
@@ -154,19 +168,20 @@ def controls() -> tuple[TrainConfig, str]:
         "Batch size, eps, momentum and learning rate apply **from the next step** and are marked "
         "on the charts. Any other change restarts the run."
     )
+    v = values()
     config = TrainConfig(
-        dataset=dataset,
-        norm=norm,
-        bn_impl=bn_impl,
-        placement=placement,
-        activation=activation,
-        widths=widths_from(depth, width),
-        batch_size=batch_size,
-        eps=eps,
+        dataset=v["dataset"],
+        norm=v["norm"],
+        bn_impl=v["bn_impl"],
+        placement=v["placement"],
+        activation=v["activation"],
+        widths=widths_from(v["depth"], v["width"]),
+        batch_size=v["batch_size"],
+        eps=v["eps"],
         momentum=momentum,
-        optimizer=optimizer,
-        lr=lr,
-        steps=steps,
-        seed=int(seed),
+        optimizer=v["optimizer"],
+        lr=v["lr"],
+        steps=v["steps"],
+        seed=int(v["seed"]),
     )
-    return config, twin
+    return config, v["twin"]

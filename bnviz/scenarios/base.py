@@ -1,0 +1,68 @@
+"""What a classroom scenario is: preset controls, the view to open, extra experiments (jobs)
+whose results are cached and shared, figures drawn from those results, and an explanation that
+quotes only what was measured. Plain Python: the UI runs the jobs and draws the figures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import plotly.graph_objects as go
+
+from ..record import Run
+
+
+@dataclass(frozen=True)
+class Job:
+    """One cached unit of work: fn(**kwargs) returns a JSON-ready dict (numbers, lists,
+    strings). Jobs with the same function and arguments are computed once and shared by every
+    session. Keep one job to a few seconds: the UI redraws after each."""
+
+    label: str  # unique within its scenario; shown while it runs ("BatchNorm, lr 0.3")
+    fn: Callable[..., dict]
+    kwargs: tuple[tuple[str, Any], ...] = ()  # hashable values only (TrainConfig is hashable)
+
+    @property
+    def key(self) -> tuple:
+        return (self.fn.__module__, self.fn.__qualname__, self.kwargs)
+
+    def __call__(self) -> dict:
+        return self.fn(**dict(self.kwargs))
+
+
+def job(label: str, fn: Callable[..., dict], **kwargs) -> Job:
+    """Job(label, fn, kwargs) with the keyword arguments in a fixed order."""
+    return Job(label, fn, tuple(sorted(kwargs.items())))
+
+
+Results = dict[str, dict]  # job label -> that job's result, for the jobs finished so far
+
+
+@dataclass(frozen=True)
+class Action:
+    """A button in the scenario panel that measures something on the live main network,
+    e.g. recomputing precise BatchNorm statistics. fn(trainer) returns a JSON-ready dict;
+    render(result) turns it into markdown quoting the numbers."""
+
+    label: str
+    fn: Callable[[Any], dict]
+    render: Callable[[dict], str]
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One idea for the classroom. `preset` holds sidebar widget values by widget key (see
+    bnviz/ui/sidebar.py); `hidden` lists widget keys to hide by default."""
+
+    id: str
+    title: str
+    summary: str  # one sentence: the question the scenario answers
+    view: str  # the app view to open: Training, Activations, Running statistics, ...
+    preset: dict = field(default_factory=dict)
+    jobs: Callable[[], list[Job]] = list  # the experiments beyond the live run
+    figures: Callable[[Results], list[go.Figure]] = lambda results: []
+    explain: Callable[[Results, Run, Run | None], str] = lambda results, run, twin: ""
+    actions: tuple[Action, ...] = ()
+    hidden: tuple[str, ...] = ()

@@ -1,0 +1,105 @@
+"""Every sidebar control's key, default and allowed values, in one table. Widgets, scenario
+presets and shareable links all go through it, so a link is validated like widget input.
+Plain Python (no streamlit)."""
+
+from __future__ import annotations
+
+import math
+import re
+from urllib.parse import urlencode
+
+from ..config import ACTIVATIONS, BN_IMPLS, DATASETS, DEFAULT_LR, NORMS, OPTIMIZERS, PLACEMENTS
+from .session import NO_TWIN
+
+BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+EPSILONS = tuple(10.0**k for k in range(-8, 1))
+LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.02, 0.05, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0, 1000.0)
+STEP_CHOICES = (100, 200, 300, 500, 1000, 2000, 5000)
+WIDTHS = (4, 8, 16, 32, 64)
+DEPTHS = (1, 2, 3, 4, 5, 6)
+TWINS = ("none", "batch", "group", "layer", "instance", NO_TWIN)
+MAX_SEED = 2**31 - 1
+
+# key -> (default, allowed values, or None for a number checked in parse())
+CONTROLS: dict[str, tuple[object, tuple | None]] = {
+    "dataset": ("shapes", DATASETS),
+    "depth": (3, DEPTHS),
+    "width": (16, WIDTHS),
+    "activation": ("relu", ACTIVATIONS),
+    "norm": ("batch", NORMS),
+    "bn_impl": ("torch", BN_IMPLS),
+    "placement": ("before", PLACEMENTS),
+    "batch_size": (64, BATCH_SIZES),
+    "eps": (1e-5, EPSILONS),
+    "momentum_none": (False, (False, True)),
+    "momentum": (0.1, None),
+    "optimizer": ("sgd", OPTIMIZERS),
+    "lr": (DEFAULT_LR["sgd"], LEARNING_RATES),
+    "steps": (300, STEP_CHOICES),
+    "seed": (0, None),
+    "twin": ("none", TWINS),
+}
+DEFAULTS = {key: default for key, (default, _) in CONTROLS.items()}
+
+
+def echo(text: str) -> str:
+    """User text made safe to quote in a message: short, and no markdown or HTML."""
+    return repr(re.sub(r"[^\w.,+\- ]", "?", str(text)[:40]))
+
+
+def allowed(key: str) -> str:
+    """The allowed values of a control, for messages."""
+    if key == "momentum":
+        return "a number from 0 to 1"
+    if key == "seed":
+        return f"an integer from 0 to {MAX_SEED}"
+    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v).lower() for v in CONTROLS[key][1])
+
+
+def parse(key: str, text: str):
+    """A control's value from text (a query parameter), or ValueError naming the allowed
+    values. Accepts exactly what the widget could produce."""
+    if key not in CONTROLS:
+        raise ValueError(f"unknown setting {echo(key)}")
+    text = text.strip()
+    choices = CONTROLS[key][1]
+    try:
+        if key == "momentum":
+            value = float(text)
+            if not (math.isfinite(value) and 0 <= value <= 1):
+                raise ValueError
+            return round(value, 2)
+        if key == "seed":
+            value = int(text)
+            if not 0 <= value <= MAX_SEED:
+                raise ValueError
+            return value
+        if key == "momentum_none":
+            return {"true": True, "1": True, "false": False, "0": False}[text.lower()]
+        sample = choices[0]
+        if isinstance(sample, str):
+            if text in choices:
+                return text
+            raise ValueError
+        number = float(text)
+        for choice in choices:
+            if math.isclose(number, choice, rel_tol=1e-9):
+                return choice
+        raise ValueError
+    except (ValueError, KeyError, OverflowError):
+        raise ValueError(f"{key} must be {allowed(key)}; got {echo(text)}") from None
+
+
+def link_query(values: dict, scenario: str | None, hidden: list[str], view: str | None) -> str:
+    """The query string that reproduces these settings (only what differs from defaults)."""
+    params = {}
+    if scenario:
+        params["scenario"] = scenario
+    for key, value in values.items():
+        if key in CONTROLS and value != DEFAULTS[key]:
+            params[key] = f"{value:g}" if isinstance(value, float) else str(value).lower()
+    if hidden:
+        params["hide"] = ",".join(hidden)
+    if view:
+        params["view"] = view
+    return urlencode(params, safe=",")

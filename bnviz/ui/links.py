@@ -1,0 +1,108 @@
+"""Scenario picking and shareable links: ?scenario=ID, any control by its widget key,
+?hide=eps,momentum and ?view=Gradients. Links are validated like widget input; what cannot be
+used is ignored with a visible note."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ..scenarios import FREE_PLAY, SCENARIOS
+from . import controls
+from .controls import CONTROLS, DEFAULTS, echo
+
+VIEWS = (
+    "Training",
+    "Activations",
+    "Running statistics",
+    "Gradients",
+    "Train vs eval",
+    "Theory",
+    "Save & replay",
+)
+MAX_PARAM = 200  # characters; longer query values are not even parsed
+
+
+def scenario_title(scenario_id: str) -> str:
+    return "Free play" if scenario_id == FREE_PLAY else SCENARIOS[scenario_id].title
+
+
+def apply_scenario(scenario_id: str) -> None:
+    """Set every control to the scenario's preset (defaults elsewhere) and open its view."""
+    preset = {} if scenario_id == FREE_PLAY else SCENARIOS[scenario_id].preset
+    for key, default in DEFAULTS.items():
+        st.session_state[key] = preset.get(key, default)
+    st.session_state["hidden"] = (
+        [] if scenario_id == FREE_PLAY else list(SCENARIOS[scenario_id].hidden)
+    )
+    if scenario_id != FREE_PLAY:
+        st.session_state["view"] = SCENARIOS[scenario_id].view
+
+
+def _on_scenario_change():
+    apply_scenario(st.session_state["scenario"])
+
+
+def apply_link(params: dict[str, str]) -> list[str]:
+    """Apply query parameters once per session; returns notes on what was ignored."""
+    notes = []
+    params = {k: v for k, v in params.items()}
+    scenario = params.pop("scenario", FREE_PLAY)
+    if scenario not in SCENARIOS and scenario != FREE_PLAY:
+        notes.append(f"unknown scenario {echo(scenario)}; choose one of {', '.join(SCENARIOS)}")
+        scenario = FREE_PLAY
+    st.session_state["scenario"] = scenario
+    apply_scenario(scenario)
+    hide = params.pop("hide", "")
+    hidden = [k for k in hide.split(",") if k.strip()]
+    for key in hidden:
+        if key not in CONTROLS:
+            notes.append(f"hide: unknown control {echo(key)}")
+    st.session_state["hidden"] = sorted(
+        set(st.session_state["hidden"]) | {k for k in hidden if k in CONTROLS}
+    )
+    view = params.pop("view", None)
+    if view is not None:
+        if view in VIEWS:
+            st.session_state["view"] = view
+        else:
+            notes.append(f"view must be one of {', '.join(VIEWS)}; got {echo(view)}")
+    for key, text in params.items():
+        if key not in CONTROLS:
+            notes.append(f"unknown setting {echo(key)}")
+            continue
+        try:
+            st.session_state[key] = controls.parse(key, text[:MAX_PARAM])
+        except ValueError as e:
+            notes.append(str(e))
+    return notes
+
+
+def scenario_picker() -> str:
+    """The picker at the top of the sidebar; returns the chosen scenario id."""
+    options = [FREE_PLAY, *SCENARIOS]
+    st.session_state.setdefault("scenario", FREE_PLAY)
+    return st.sidebar.selectbox(
+        "Scenario",
+        options,
+        key="scenario",
+        format_func=scenario_title,
+        on_change=_on_scenario_change,
+        help="One click to one idea: sets the controls, opens the view that matters, and "
+        "explains what this run measured.",
+    )
+
+
+def share_link(values: dict, scenario: str) -> None:
+    """A copyable link to the current setup."""
+    hidden = st.session_state.get("hidden", [])
+    query = controls.link_query(
+        values, None if scenario == FREE_PLAY else scenario, hidden, st.session_state.get("view")
+    )
+    base = st.context.url or ""
+    base = base.split("?")[0]
+    with st.sidebar.expander("Copy a link to this setup"):
+        st.code(f"{base}?{query}" if query else base, language=None, wrap_lines=True)
+        st.caption(
+            "Add hide=eps,momentum (any control keys) to lock controls for a demo. "
+            "Settings in the link are checked like the controls themselves."
+        )

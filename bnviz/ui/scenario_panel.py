@@ -1,0 +1,99 @@
+"""The scenario panel above the views: the question, live explanation with measured numbers,
+the scenario's own experiments (run in the background, shared, cancellable) and actions."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ..cache import worker
+from ..scenarios import Results, Scenario
+from .session import Session
+from .views.common import chart
+
+
+def _cancelled() -> set:
+    return st.session_state.setdefault("cancelled_scenarios", set())
+
+
+def results(scenario: Scenario) -> tuple[Results, list, dict]:
+    """Finished results, the jobs still missing, and errors, by job label."""
+    done, missing, errors = {}, [], {}
+    for job in scenario.jobs():
+        value = worker.cache.get(job.key)
+        if value is None:
+            missing.append(job)
+        elif isinstance(value, dict) and "__error__" in value:
+            errors[job.label] = value["__error__"]
+        else:
+            done[job.label] = value
+    return done, missing, errors
+
+
+def pending(scenario: Scenario | None) -> bool:
+    """Whether the scenario still has experiments to run in this session."""
+    if scenario is None or scenario.id in _cancelled():
+        return False
+    return bool(results(scenario)[1])
+
+
+def _guarded(job):
+    """Run a job; a failure becomes a result that says so (and is not retried forever)."""
+
+    def run():
+        try:
+            return job()
+        except Exception as e:  # noqa: BLE001 - shown to the user as a message
+            return {"__error__": f"{type(e).__name__}: {e}"}
+
+    return run
+
+
+def _progress(scenario: Scenario, done: Results, missing: list) -> None:
+    total = len(done) + len(missing)
+    if not missing:
+        return
+    if scenario.id in _cancelled():
+        st.info(f"Experiments paused after {len(done)} of {total}.")
+        if st.button("Resume the experiments", key="resume_jobs"):
+            _cancelled().discard(scenario.id)
+            st.rerun()
+        return
+    job = missing[0]
+    worker.submit(job.key, _guarded(job))
+    position = worker.position(job.key)
+    where = "running" if position in (0, None) else f"queued, position {position}"
+    cols = st.columns([4, 1])
+    cols[0].progress(len(done) / total, text=f"Measuring {len(done) + 1} of {total}: "
+                     f"{job.label} ({where})")  # fmt: skip
+    if cols[1].button("Cancel", key="cancel_jobs"):
+        _cancelled().add(scenario.id)
+        st.rerun()
+
+
+def _actions(scenario: Scenario, session: Session) -> None:
+    store = st.session_state.setdefault("action_results", {})
+    for i, action in enumerate(scenario.actions):
+        disabled = session.trainer is None
+        if st.button(action.label, key=f"action_{i}", help=action.help, disabled=disabled):
+            with session.guard:
+                store[(scenario.id, action.label)] = action.fn(session.trainer)
+        if (scenario.id, action.label) in store:
+            st.markdown(action.render(store[(scenario.id, action.label)]))
+
+
+def render(scenario: Scenario, session: Session) -> None:
+    done, missing, errors = results(scenario)
+    with st.container(border=True):
+        st.markdown(f"#### {scenario.title}")
+        st.caption(scenario.summary)
+        st.markdown(scenario.explain(done, session.run, session.twin))
+        for label, message in errors.items():
+            st.error(f"{label}: this experiment failed ({message}).")
+        _progress(scenario, done, missing)
+        figures = scenario.figures(done)
+        for row in range(0, len(figures), 2):
+            cols = st.columns(2)
+            for col, (i, figure) in zip(cols, enumerate(figures[row : row + 2], start=row)):
+                with col:
+                    chart(figure, f"scenario_{i}")
+        _actions(scenario, session)

@@ -1,0 +1,106 @@
+"""Scenario picker and shareable links, driven through AppTest."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from bnviz.scenarios import FREE_PLAY, SCENARIOS
+from bnviz.ui import controls
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+@pytest.fixture(autouse=True)
+def no_background_jobs(monkeypatch):
+    """Scenario experiments are tested on their own; here they are only queued."""
+    submitted = []
+
+    class Pending:
+        def done(self):
+            return False
+
+    monkeypatch.setattr(
+        "bnviz.ui.scenario_panel.worker.submit", lambda key, fn: submitted.append(key) or Pending()
+    )
+    return submitted
+
+
+def open_link(**params) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def text(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    return " ".join(parts + [w.value for w in at.warning] + [c.value for c in at.code])
+
+
+@pytest.mark.parametrize("scenario_id", list(SCENARIOS))
+def test_every_scenario_opens_from_its_link(scenario_id, no_background_jobs):
+    scenario = SCENARIOS[scenario_id]
+    at = open_link(scenario=scenario_id)
+    assert at.session_state["scenario"] == scenario_id
+    assert at.session_state["view"] == scenario.view
+    assert scenario.title in text(at)
+    for key, value in scenario.preset.items():
+        assert at.session_state[key] == value, key
+    assert at.session_state["session"].run.num_steps > 0
+    assert len(at.get("plotly_chart")) >= 1
+    assert len(no_background_jobs) == (1 if scenario.jobs() else 0)
+
+
+def test_link_presets_override_the_scenario_and_show_in_the_copy_link():
+    at = open_link(scenario="bn-basics", batch_size="8", lr="0.3")
+    config = at.session_state["session"].run.config
+    assert (config.batch_size, config.lr) == (8, 0.3)
+    link = " ".join(c.value for c in at.code)
+    assert "scenario=bn-basics" in link and "batch_size=8" in link and "lr=0.3" in link
+
+
+def test_hidden_controls_are_not_drawn_but_keep_their_values():
+    at = open_link(hide="eps,momentum", eps="0.001")
+    keys = {w.key for w in at.get("select_slider")} | {w.key for w in at.get("slider")}
+    assert "eps" not in keys and "momentum" not in keys and "batch_size" in keys
+    assert at.session_state["session"].run.config.eps == 0.001
+    at.select_slider(key="batch_size").set_value(16).run()
+    assert at.session_state["session"].trainer.settings["eps"] == 0.001
+    assert "hide=eps,momentum" in " ".join(c.value for c in at.code)
+
+
+def test_bad_links_are_ignored_with_a_visible_note():
+    at = open_link(scenario="nope", batch_size="7", eps="nan", bogus="<b>x</b>", hide="wings")
+    notes = " ".join(w.value for w in at.warning)
+    assert "unknown scenario 'nope'" in notes
+    assert "batch_size must be 1, 2, 4" in notes and "eps must be" in notes
+    assert "unknown setting 'bogus'" in notes and "wings" in notes
+    assert "<b>" not in notes
+    config = at.session_state["session"].run.config
+    assert (config.batch_size, config.eps) == (64, 1e-5)  # defaults kept
+
+
+def test_picker_applies_a_scenario_and_back_to_free_play():
+    at = open_link()
+    assert at.session_state["scenario"] == FREE_PLAY
+    at.selectbox(key="scenario").set_value("bn-basics").run()
+    assert at.session_state["view"] == SCENARIOS["bn-basics"].view
+    assert SCENARIOS["bn-basics"].title in text(at)
+    at.selectbox(key="scenario").set_value(FREE_PLAY).run()
+    assert SCENARIOS["bn-basics"].title not in text(at)
+
+
+def test_link_query_round_trips_through_parse():
+    values = {**controls.DEFAULTS, "batch_size": 8, "eps": 0.001, "momentum_none": True}
+    query = controls.link_query(values, "bn-basics", ["eps"], "Gradients")
+    assert (
+        query
+        == "scenario=bn-basics&batch_size=8&eps=0.001&momentum_none=true&hide=eps&view=Gradients"
+    )
+    for part in query.split("&"):
+        key, value = part.split("=")
+        if key in controls.CONTROLS:
+            assert controls.parse(key, value) == values[key]
