@@ -4,11 +4,15 @@ go.Figure, with no training and no Streamlit. Every block has one colour everywh
 are marked on every time axis, and long per-step series are strided to at most MAX_POINTS points
 per trace so the figure sent to the browser on every refresh stays small. No template or
 background colour is set: the app's light or dark theme applies, and every colour here keeps a
-contrast of at least 3:1 on both white and Streamlit's dark background."""
+contrast of at least 3:1 on both white and Streamlit's dark background. For a projector, every
+figure has a short title with the details in a wrapped subtitle, its legend under the plot (a
+column per run when a twin is shown) and a height that grows with the legend, so that the plot
+keeps its size: _finish and _legend do this for all of them."""
 
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 import plotly.graph_objects as go
@@ -25,10 +29,22 @@ from .trainer import HIST_IMAGES
 LAYER_COLORS: tuple[str, ...] = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#BF8A00", "#2E8BC0")
 MAIN_DASH = "solid"
 TWIN_DASH = "dash"
+LINE_WIDTH = 2.5  # px, thick enough for the back of a classroom
 MAX_POINTS = 600  # per trace, for per-step series
 AFFINE_POINTS = 12_000  # all gamma and beta traces of a block together
-HEIGHT = 340
-MARGIN = dict(l=10, r=10, t=50, b=10)
+# Layout for a projector. Sizes in px; the estimates are for these fonts and for a chart in a
+# half-width column of Streamlit's wide layout (about 500 px wide in a 1500 px window).
+PLOT_HEIGHT = 300  # px of plotting area, whatever the title, subtitle and legend take
+TWO_ROW_PLOT_HEIGHT = 400  # two rows sharing the step axis
+TITLE_SIZE, SUBTITLE_SIZE, PANEL_TITLE_SIZE, AXIS_TITLE_SIZE, TICK_SIZE = 16, 13, 14, 13, 12
+LEGEND_SIZE, NOTE_SIZE, HOVER_SIZE = 13, 12, 13
+TITLE_PX, SUBTITLE_LINE_PX = 44, 18  # the title line, and each subtitle line under it
+PANEL_TITLE_PX = 26  # subplot titles, above the plots
+AXIS_PX, TICKS_PX = 62, 34  # under the plot: tick labels and an x axis title, or tick labels
+SUBTITLE_CHARS = 78  # per subtitle line
+SUBTITLE_LINES = 2  # room kept for at least this many, so charts side by side line up
+LEGEND_WIDTH = 420  # px a legend row may take (the plot width of a half-width chart)
+CHAR_PX, LEGEND_SYMBOL_PX, LEGEND_ROW, LEGEND_GAP = 6.0, 45, 22, 8  # legend size estimates
 STEP_AXIS = "step (optimizer steps)"
 NEUTRAL = "#8C8C8C"  # references, change markers, the head layer
 ALERT = "#E41A1C"  # divergence, eps-dominated channels
@@ -152,7 +168,7 @@ def _line(
     )
     if scatter.get("hoverinfo") == "skip":
         hover = None
-    style = {"mode": "lines", "line": dict(color=color, dash=dash, width=2), **scatter}
+    style = {"mode": "lines", "line": dict(color=color, dash=dash, width=LINE_WIDTH), **scatter}
     trace = go.Scatter(
         x=np.asarray(x)[idx],
         y=np.asarray(y)[idx],
@@ -197,29 +213,75 @@ def _mark_events(fig: go.Figure, run: Run, twin: Run | None = None) -> None:
             xanchor="left",
             text=text,
             showarrow=False,
-            font=dict(size=11, color=color),
+            font=dict(size=NOTE_SIZE, color=color),
         )
 
 
-def _no_data(fig: go.Figure, text: str = "no data yet") -> None:
+def _no_data(fig: go.Figure, text: str | None = None) -> None:
     """A centred note on an otherwise empty figure."""
     fig.add_annotation(
-        text=text,
+        text=text or "no data yet",
         x=0.5,
         y=0.5,
         xref="paper",
         yref="paper",
         showarrow=False,
-        font=dict(size=14, color=NEUTRAL),
+        font=dict(size=15, color=NEUTRAL),
     )
+    fig.update_xaxes(showticklabels=False)  # no numbers on axes without data
+    fig.update_yaxes(showticklabels=False)
 
 
-def _legend_rows(fig: go.Figure, width_px: int = 550) -> int:
-    """Rough number of rows a horizontal legend of the figure's named traces will take."""
-    names = [t.name for t in fig.data if t.name and t.showlegend is not False]
-    if len(names) < 2:
+def _wrap(text: str, width: int = SUBTITLE_CHARS) -> str:
+    """Text broken into lines of at most `width` characters, joined by <br> for plotly."""
+    return "<br>".join(textwrap.wrap(text, width, break_on_hyphens=False))
+
+
+def _legend(fig: go.Figure) -> int:
+    """Put the legend under the plot (horizontal, at the bottom of the figure, which plotly grows
+    its bottom margin for, so it never overlaps the plot or an axis title) and return about how
+    many px it takes in a half-width chart. Traces of one legendgroup (one run) stack in a column;
+    columns, and ungrouped entries, go side by side and wrap when the next one does not fit."""
+    groups: dict[str, list[str]] = {}
+    for k, trace in enumerate(fig.data):
+        if trace.name and trace.showlegend is not False:
+            groups.setdefault(trace.legendgroup or f"#{k}", []).append(trace.name)
+    shown = sum(len(names) for names in groups.values()) >= 2
+    fig.update_layout(
+        showlegend=shown,
+        legend=dict(
+            orientation="h",
+            x=0,
+            xanchor="left",
+            y=0,
+            yanchor="bottom",
+            yref="container",
+            font=dict(size=LEGEND_SIZE),
+            groupclick="toggleitem",
+            tracegroupgap=LEGEND_GAP,
+        ),
+    )
+    if not shown:
         return 0
-    return math.ceil(sum(len(n) * 6.5 + 40 for n in names) / width_px)
+    total = line = used = 0
+    for names in groups.values():
+        width = max(len(name) for name in names) * CHAR_PX + LEGEND_SYMBOL_PX
+        if used and used + width > LEGEND_WIDTH:
+            total, line, used = total + line + LEGEND_GAP, 0, 0
+        used += width
+        line = max(line, len(names) * LEGEND_ROW)
+    return total + line + LEGEND_GAP
+
+
+def _log_ticks(fig: go.Figure) -> dict:
+    """Log-axis ticks that stay readable: decades only (10⁻³, 10⁻², ...) when the data cross
+    two or more of them, else 1-2-5 over at least half a decade, else plotly's own choice."""
+    ys = [np.asarray(t.y, dtype=np.float64).ravel() for t in fig.data if t.y is not None]
+    y = np.concatenate(ys) if ys else np.ones(1)
+    y = np.log10(y[np.isfinite(y) & (y > 0)])
+    lo, hi = (y.min(), y.max()) if len(y) else (0.0, 0.0)
+    dtick = 1 if math.floor(hi) - math.ceil(lo) >= 1 else "D2" if hi - lo >= 0.5 else None
+    return dict(type="log", dtick=dtick, exponentformat="power")
 
 
 def _finish(
@@ -231,10 +293,15 @@ def _finish(
     rows: int = 1,
     note: str | None = None,
     log_y: bool = False,
-    height: int = HEIGHT,
+    plot_height: int = PLOT_HEIGHT,
+    panel_titles: bool = False,
 ) -> go.Figure:
-    """Title, axis titles, a horizontal legend on top, margins and height, shared by all."""
-    extra = 20 * max(0, _legend_rows(fig) - 1) + (18 if note else 0)
+    """Short title with the details in a wrapped subtitle, axis titles, the legend under the
+    plot, projector-sized fonts, and a height that keeps `plot_height` px for the plot."""
+    subtitle = _wrap(note) if note else ""
+    top = TITLE_PX + SUBTITLE_LINE_PX * max(SUBTITLE_LINES, subtitle.count("<br>") + 1)
+    top += PANEL_TITLE_PX if panel_titles else 0
+    bottom = AXIS_PX if x_title or any(a.title.text for a in fig.select_xaxes()) else TICKS_PX
     fig.update_layout(
         title=dict(
             text=title,
@@ -245,23 +312,25 @@ def _finish(
             yref="container",
             yanchor="top",
             pad=dict(t=8),
-            font=dict(size=15),
-            subtitle=dict(text=note or "", font=dict(size=12)),
+            automargin=True,
+            font=dict(size=TITLE_SIZE),
+            subtitle=dict(text=subtitle, font=dict(size=SUBTITLE_SIZE)),
         ),
-        height=height + extra,
-        margin={**MARGIN, "t": MARGIN["t"] + extra},
-        legend=dict(orientation="h", x=0, xanchor="left", y=1, yanchor="bottom"),
+        height=plot_height + top + bottom + _legend(fig),
+        margin=dict(l=10, r=10, t=top, b=10),
+        hoverlabel=dict(font=dict(size=HOVER_SIZE)),
         bargap=0,
     )
-    fig.update_xaxes(automargin=True)
-    fig.update_yaxes(automargin=True)
+    axis_fonts = dict(title_font=dict(size=AXIS_TITLE_SIZE), tickfont=dict(size=TICK_SIZE))
+    fig.update_xaxes(automargin=True, **axis_fonts)
+    fig.update_yaxes(automargin=True, **axis_fonts)
     if x_title:
         fig.update_xaxes(title_text=x_title, row=rows)
     titles = [y_title] * rows if isinstance(y_title, str) else (y_title or [])
     for row, text in enumerate(titles, 1):
         fig.update_yaxes(title_text=text, row=row, col=1)
     if log_y:
-        fig.update_yaxes(type="log")
+        fig.update_yaxes(**_log_ticks(fig))
     return fig
 
 
@@ -273,6 +342,11 @@ def _grid(rows: int = 1) -> go.Figure:
 def _empty(run: Run, twin: Run | None) -> bool:
     """True when neither run has recorded a step."""
     return run.num_steps == 0 and (twin is None or twin.num_steps == 0)
+
+
+def _group(label: str, twin: Run | None) -> str | None:
+    """A run's legend group when a twin is shown (a column of the legend per run), else none."""
+    return label if twin is not None else None
 
 
 def _name(what: str, label: str, twin: Run | None) -> str:
@@ -300,6 +374,7 @@ def _per_layer(
                 dash=dash,
                 hover_name=f"{info.name} · {label}",
                 mode="lines+markers" if len(xy[0]) == 1 else "lines",
+                legendgroup=_group(label, twin),
             )
 
 
@@ -360,7 +435,10 @@ def loss_figure(run: Run, twin: Run | None = None) -> go.Figure:
         _no_data(fig)
     _mark_events(fig, run, twin)
     return _finish(
-        fig, "Training loss (each batch, before its update)", y_title="cross-entropy loss (nats)"
+        fig,
+        "Training loss",
+        y_title="cross-entropy loss (nats)",
+        note="the loss of each training batch, measured before its update",
     )
 
 
@@ -381,6 +459,7 @@ def accuracy_figure(run: Run, twin: Run | None = None) -> go.Figure:
                 unit="%",
                 dash=dash,
                 hover_name=f"{what} · {label}",
+                legendgroup=_group(label, twin),
             )
         if any(info.has_running_stats for info in r.layers):
             series = [
@@ -402,14 +481,22 @@ def accuracy_figure(run: Run, twin: Run | None = None) -> go.Figure:
                 dash=dash,
                 hover_name=f"{what} · {label}",
                 mode="lines+markers",
-                marker=dict(size=5, color=color),
+                marker=dict(size=7, color=color),
+                legendgroup=_group(label, twin),
             )
     if _empty(run, twin) and not run.eval_steps:
         _no_data(fig)
     _mark_events(fig, run, twin)
     fig.update_yaxes(range=[0, 101])
+    note = (
+        f"training batches: a {SMOOTH_WINDOW}-step centred mean; test: held-out images, "
+        "in eval mode (running statistics) and train mode (batch statistics)"
+    )
     return _finish(
-        fig, "Accuracy: training batches and held-out test images", y_title="accuracy (%)"
+        fig,
+        "Accuracy: training batches and test images",
+        y_title="accuracy (%)",
+        note=note,
     )
 
 
@@ -437,10 +524,12 @@ def histogram_figure(run: Run, layer: int, snapshot: int, channel: int | None = 
         titles[-1] += f", {_saturation_label(run, info)}: "
         titles[-1] += f"{snaps.saturated_fraction[snapshot]:.1%}"
     fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.06)
+    fig.update_annotations(font=dict(size=PANEL_TITLE_SIZE))
     which = "all channels" if channel is None else f"channel {channel}"
     if not snaps.steps:
         _no_data(fig, "no snapshot yet")
-        return _finish(fig, f"{info.name}, {which}: no snapshot yet", x_title="value")
+        title = f"{info.name}, {which}: no snapshot yet"
+        return _finish(fig, title, x_title="value", panel_titles=True)
     step = snaps.steps[snapshot]
     for col, kind in enumerate(HIST_KINDS, 1):
         series = snaps.hist if channel is None else snaps.channel_hist
@@ -457,7 +546,8 @@ def histogram_figure(run: Run, layer: int, snapshot: int, channel: int | None = 
             showlegend=False,
         )
         fig.add_trace(bar, row=1, col=col)
-    notes = []
+    images = min(HIST_IMAGES, int(_in_force(run, "batch_size", step)))
+    notes = [f"the first {images} images of the training batch"]
     if run.config.placement == "after":
         notes.append(
             "placement 'after' (conv → activation → norm): the post-activation values "
@@ -465,10 +555,14 @@ def histogram_figure(run: Run, layer: int, snapshot: int, channel: int | None = 
         )
     if info.norm == "none":
         notes.append("no normalization: post-norm is the pre-norm values unchanged")
-    images = min(HIST_IMAGES, int(_in_force(run, "batch_size", step)))
-    title = f"{info.name}, {which}: values at step {step} (first {images} images of the batch)"
+    title = f"{info.name}, {which}: values at step {step}"
     return _finish(
-        fig, title, x_title="value", y_title="fraction of values", note="; ".join(notes) or None
+        fig,
+        title,
+        x_title="value",
+        y_title="fraction of values",
+        note="; ".join(notes),
+        panel_titles=True,
     )
 
 
@@ -485,7 +579,7 @@ def percentile_figure(
             continue
         snaps = r.snapshots[layer]
         p = np.asarray(getattr(snaps, f"{which}_percentiles"), dtype=np.float32).reshape(-1, 3)
-        alpha, edge = (0.3, 0) if dash == MAIN_DASH else (0.12, 1)
+        alpha, edge = (0.22, 0) if dash == MAIN_DASH else (0.1, 1.5)
         band = dict(line=dict(color=color, width=edge, dash="dot"), legendgroup=label)
         _line(
             fig,
@@ -526,6 +620,7 @@ def percentile_figure(
             hovertemplate=hover,
             legendgroup=label,
             mode="lines+markers" if len(p) == 1 else "lines",
+            line=dict(color=color, dash=dash, width=3),
         )
     info = run.layers[layer]
     if not fig.data:
@@ -533,11 +628,17 @@ def percentile_figure(
     _mark_events(fig, run, twin)
     if which == "unit":
         c, y, x = info.unit
-        title = f"{info.name}, one unit (channel {c}, y {y}, x {x}): its activation input"
-        note = "15th / 50th / 85th percentile over the images of each batch"
+        title = f"{info.name}, one unit: activation input"
+        note = (
+            f"the unit at channel {c}, y {y}, x {x}; line: median, band: 15th to 85th "
+            "percentile over the images of each batch"
+        )
     else:
         title = f"{info.name}, all units: activation input"
-        note = "15th / 50th / 85th percentile over the layer (up to 16 images of each batch)"
+        note = (
+            "line: median, band: 15th to 85th percentile over the whole layer "
+            f"(up to {HIST_IMAGES} images of each batch)"
+        )
     return _finish(fig, title, y_title="activation input (value)", note=note)
 
 
@@ -554,7 +655,13 @@ def saturation_figure(run: Run, twin: Run | None = None) -> go.Figure:
     if not fig.data:
         _no_data(fig, "no snapshot yet")
     _mark_events(fig, run, twin)
-    return _finish(fig, f"Activations {label}, per block", y_title="% of activations")
+    fig.update_yaxes(rangemode="tozero")  # a rise from 3% to 6% should not fill the height
+    return _finish(
+        fig,
+        f"Activations {label.split(' (')[0]}, per block",
+        y_title="% of activations",
+        note=f"share of each block's post-activation values that are {label}",
+    )
 
 
 # ---------------------------------------------------------------- normalization statistics
@@ -580,7 +687,7 @@ def running_stats_figure(run: Run, layer: int, channel: int) -> go.Figure:
             what=what,
             row=row,
             mode="markers",
-            marker=dict(color=color, size=5, opacity=0.55),
+            marker=dict(color=color, size=6, opacity=0.75),
         )
         running = run.layer_stat(layer, running_key)
         if running is not None:  # drawn from the initial buffer value (step 0) on
@@ -601,10 +708,11 @@ def running_stats_figure(run: Run, layer: int, channel: int) -> go.Figure:
     _mark_events(fig, run)
     title = f"{info.name}, channel {channel}: "
     if info.has_running_stats:
-        title += "batch statistics (dots) and running statistics (line)"
+        title += "running statistics"
         note = (
-            "training divides by the biased batch variance (÷m); running_var stores the "
-            "unbiased estimate (÷(m−1)), which eval mode divides by"
+            "dots: each training batch's statistics; line: the running average, from its "
+            "initial value on. Training divides by the biased batch variance (÷m); running_var "
+            "stores the unbiased estimate (÷(m−1)), which eval mode divides by"
         )
     elif info.norm == "none":
         title += "batch statistics only"
@@ -613,7 +721,12 @@ def running_stats_figure(run: Run, layer: int, channel: int) -> go.Figure:
         title += "batch statistics only"
         note = f"{NORM_NAMES[info.norm]} keeps no running statistics (it normalizes per image)"
     return _finish(
-        fig, title, y_title=["mean (value)", "variance (value²)"], rows=2, note=note, height=380
+        fig,
+        title,
+        y_title=["mean (value)", "variance (value²)"],
+        rows=2,
+        note=note,
+        plot_height=TWO_ROW_PLOT_HEIGHT,
     )
 
 
@@ -624,7 +737,9 @@ def affine_figure(run: Run, layer: int) -> go.Figure:
     gamma, beta = run.layer_stat(layer, "gamma"), run.layer_stat(layer, "beta")
     if gamma is None or beta is None:
         _no_data(fig, f"{NORM_NAMES[info.norm]} has no γ and β to learn")
-        return _finish(fig, f"{info.name}: no affine parameters", rows=2, height=380)
+        return _finish(
+            fig, f"{info.name}: no affine parameters", rows=2, plot_height=TWO_ROW_PLOT_HEIGHT
+        )
     cap = int(np.clip(AFFINE_POINTS // (2 * info.channels), 60, MAX_POINTS))
     base = layer_color(layer)
     for c in range(info.channels):
@@ -645,8 +760,14 @@ def affine_figure(run: Run, layer: int) -> go.Figure:
     if not run.num_steps:
         _no_data(fig)
     _mark_events(fig, run)
-    title = f"{info.name}: γ (scale) and β (shift) of each of its {info.channels} channels"
-    return _finish(fig, title, y_title=["γ (scale)", "β (shift)"], rows=2, height=380)
+    return _finish(
+        fig,
+        f"{info.name}: γ (scale) and β (shift)",
+        y_title=["γ (scale)", "β (shift)"],
+        rows=2,
+        note=f"one line for each of its {info.channels} channels",
+        plot_height=TWO_ROW_PLOT_HEIGHT,
+    )
 
 
 def _gain(var: np.ndarray, eps: float) -> np.ndarray:
@@ -661,7 +782,7 @@ def gain_figure(run: Run, layer: int, step_index: int = -1) -> go.Figure:
     fig = _grid()
     if not run.num_steps:
         _no_data(fig)
-        return _finish(fig, f"{info.name}: gain per channel", x_title="channel", log_y=True)
+        return _finish(fig, f"{info.name}: gain 1/√(var + ε)", x_title="channel", log_y=True)
     i = _step_index(run, step_index)
     step = int(run.steps[i])
     eps = float(_in_force(run, "eps", step))
@@ -707,17 +828,28 @@ def gain_figure(run: Run, layer: int, step_index: int = -1) -> go.Figure:
             hovertemplate="1/√ε = %{y:.4g}<extra></extra>",
         )
     fig.update_layout(barmode="overlay")
-    title = (
-        f"{info.name} at step {step}: gain 1/√(var + ε) per channel, ε = {eps:g} "
-        f"({int(dominated.sum())} of {info.channels} channels with ε ≥ var)"
+    # gain 1 (the scale left unchanged) always in view, so that the bars have a labelled base
+    shown = np.r_[gain, eps**-0.5 if eps > 0 else 1.0, 1.0]
+    shown = np.log10(shown[np.isfinite(shown) & (shown > 0)])
+    pad = 0.05 * (shown.max() - shown.min()) + 0.05
+    fig.update_yaxes(range=[shown.min() - pad, shown.max() + pad])
+    note = (
+        f"ε = {eps:g}: in {int(dominated.sum())} of {info.channels} channels ε ≥ the batch "
+        "variance (red, hatched), so ε rather than the data sets the gain"
     )
-    note = None
     if info.norm != "batch":
-        note = (
-            f"{NORM_NAMES[info.norm]} does not divide by per-channel batch statistics: "
+        note += (
+            f". {NORM_NAMES[info.norm]} does not divide by per-channel batch statistics: "
             "shown is the gain BatchNorm would apply"
         )
-    return _finish(fig, title, x_title="channel", y_title="gain (log scale)", note=note, log_y=True)
+    return _finish(
+        fig,
+        f"{info.name}, step {step}: gain 1/√(var + ε)",
+        x_title="channel",
+        y_title="gain (log scale)",
+        note=note,
+        log_y=True,
+    )
 
 
 # ---------------------------------------------------------------- gradients and updates
@@ -738,8 +870,10 @@ def grad_norm_figure(run: Run, twin: Run | None = None) -> go.Figure:
     _mark_events(fig, run, twin)
     return _finish(
         fig,
-        "Gradient norm at each block's norm input (the pre-norm activations)",
+        "Gradient norm per block",
         y_title="‖∂loss/∂input‖ (L2, log scale)",
+        note="the L2 norm of the loss gradient at each block's norm input (the pre-norm "
+        "activations), each step",
         log_y=True,
     )
 
@@ -768,6 +902,7 @@ def update_ratio_figure(run: Run, twin: Run | None = None) -> go.Figure:
                 what="update ratio",
                 dash=dash,
                 hover_name=f"{legend} · {label}",
+                legendgroup=_group(label, twin),
             )
     last = max(run.num_steps, twin.num_steps if twin is not None else 0, 1)
     fig.add_scatter(
@@ -775,7 +910,7 @@ def update_ratio_figure(run: Run, twin: Run | None = None) -> go.Figure:
         y=[UPDATE_RATIO_REFERENCE] * 2,
         mode="lines",
         name="1e-3: Karpathy's rule of thumb",
-        line=dict(color=NEUTRAL, dash="dot", width=1.5),
+        line=dict(color=NEUTRAL, dash="dot", width=2),
         hovertemplate="1e-3: Karpathy's rule of thumb<extra></extra>",
     )
     if _empty(run, twin):
@@ -783,8 +918,10 @@ def update_ratio_figure(run: Run, twin: Run | None = None) -> go.Figure:
     _mark_events(fig, run, twin)
     return _finish(
         fig,
-        "Update:data ratio of the weights (‖update‖ / ‖weights‖)",
-        y_title="update / weights (log scale)",
+        "Update:data ratio of the weights",
+        y_title="‖update‖ / ‖weights‖ (log scale)",
+        note="how far each step moves the weights, relative to their size; dotted: 1e-3, "
+        "Karpathy's rule of thumb",
         log_y=True,
     )
 
@@ -795,8 +932,12 @@ def update_ratio_figure(run: Run, twin: Run | None = None) -> go.Figure:
 def eval_gap_figure(run: Run, twin: Run | None = None) -> go.Figure:
     """Test accuracy with batch stats minus with running stats, in percentage points."""
     fig = _grid()
-    skipped = 0
-    for r, label, dash in _members(run, twin):
+    skipped, without = 0, []
+    members = _members(run, twin)
+    for r, label, dash in members:
+        if not any(info.has_running_stats for info in r.layers):
+            without.append(label)  # eval mode is train mode: a line at 0 would say nothing
+            continue
         x = np.asarray(r.eval_steps)
         gap = (np.asarray(r.acc_batch_stats, np.float64) - np.asarray(r.acc_running_stats)) * 100
         ok = np.isfinite(gap)
@@ -813,21 +954,21 @@ def eval_gap_figure(run: Run, twin: Run | None = None) -> go.Figure:
                 unit=" pp",
                 dash=dash,
                 mode="lines+markers",
-                marker=dict(color=color, size=6),
+                marker=dict(color=color, size=8),
             )
-    fig.add_hline(y=0, line=dict(color=NEUTRAL, width=1), exclude_empty_subplots=False)
+    fig.add_hline(y=0, line=dict(color=NEUTRAL, width=1.5), exclude_empty_subplots=False)
     if not fig.data:
-        _no_data(fig)
+        _no_data(fig, "no running statistics, so no gap" if len(without) == len(members) else None)
     _mark_events(fig, run, twin)
-    note = "positive: the batch statistics do better than the running averages on test images"
+    note = (
+        "test accuracy with batch statistics minus with running statistics; positive: the batch "
+        "statistics do better than the running averages on test images"
+    )
     if skipped:
         note += f"; {skipped} point(s) skipped (a channel had one value per batch)"
-    return _finish(
-        fig,
-        "Train/eval gap: test accuracy with batch stats − with running stats",
-        y_title="gap (percentage points)",
-        note=note,
-    )
+    if without:
+        note += f"; not drawn: {' and '.join(without)}, which keeps no running statistics"
+    return _finish(fig, "Train/eval gap", y_title="gap (percentage points)", note=note)
 
 
 def batch_noise_figure(noise) -> go.Figure:
@@ -836,12 +977,13 @@ def batch_noise_figure(noise) -> go.Figure:
         (np.asarray(noise.batch_means, dtype=np.float64), noise.full_mean, "mean", "value"),
         (np.asarray(noise.batch_vars, dtype=np.float64), noise.full_var, "variance", "value²"),
     )
-    titles = [
+    titles = [  # the full-data value here rather than by its line, where bars would hide it
         f"batch {what}s{' (biased)' if what == 'variance' else ''}: "
-        f"std {values.std() if len(values) else math.nan:.3g}"
-        for values, _, what, _ in panels
+        f"std {values.std() if len(values) else math.nan:.3g} (all test images: {full:.4g})"
+        for values, full, what, _ in panels
     ]
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08, subplot_titles=titles)
+    fig.update_annotations(font=dict(size=PANEL_TITLE_SIZE))
     for col, (values, full, what, unit) in enumerate(panels, 1):
         fig.add_histogram(
             x=values,
@@ -857,16 +999,15 @@ def batch_noise_figure(noise) -> go.Figure:
             line=dict(color=ALERT, width=2, dash="dash"),
             row=1,
             col=col,
-            annotation_text=f"all test images: {full:.4g}",
-            annotation_font=dict(color=ALERT, size=11),
             exclude_empty_subplots=False,
         )
         fig.update_xaxes(title_text=f"batch {what} ({unit})", row=1, col=col)
-    title = (
-        f"channel {noise.channel} of block{noise.layer + 1}: batch statistics at batch "
-        f"size {noise.batch_size} ({len(noise.batch_means)} batches)"
+    title = f"channel {noise.channel} of block{noise.layer + 1}: batch statistics"
+    note = (
+        f"batch size {noise.batch_size}: {len(noise.batch_means)} batches of held-out images; "
+        "red dashed line: the statistic over all test images at once"
     )
-    return _finish(fig, title, x_title=None, y_title="batches")
+    return _finish(fig, title, x_title=None, y_title="batches", note=note, panel_titles=True)
 
 
 # ---------------------------------------------------------------- the momentum formula

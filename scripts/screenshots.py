@@ -8,6 +8,7 @@ PNG per view. Needs Playwright and Debian's Chromium (/usr/bin/chromium)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,12 @@ VIEWS = ("Training", "Activations", "Running statistics", "Gradients", "Train vs
          "Save & replay")  # fmt: skip
 
 
+CONTENT_HEIGHT = """() => {
+    const main = document.querySelector('[data-testid="stMain"]');
+    return main ? Math.ceil(main.scrollHeight) : document.body.scrollHeight;
+}"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "assets"))
@@ -31,6 +38,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     from playwright.sync_api import sync_playwright
 
+    # .streamlit/config.toml defines a custom theme, which is light whatever the browser's
+    # colour scheme; the server's theme.base picks dark (the server inherits the environment)
+    os.environ["STREAMLIT_THEME_BASE"] = args.theme
     url, process = start_server()
     try:
         with sync_playwright() as p:
@@ -48,10 +58,15 @@ def main() -> None:
                     raise
                 page.wait_for_selector(IDLE, timeout=60_000)
             for view in VIEWS:
+                page.set_viewport_size({"width": 1500, "height": 1100})
                 page.get_by_role("tab", name=view).click()
                 time.sleep(0.5)
                 page.wait_for_selector(IDLE, timeout=60_000)
                 time.sleep(2.5)  # the chart library draws a moment after the script run
+                # the page scrolls inside the main container: grow the viewport to all of it
+                height = page.evaluate(CONTENT_HEIGHT)
+                page.set_viewport_size({"width": 1500, "height": max(1100, height)})
+                time.sleep(1)
                 name = view.lower().replace(" & ", "-").replace(" ", "-")
                 page.screenshot(path=str(out / f"view-{name}-{args.theme}.png"), full_page=True)
                 print(out / f"view-{name}-{args.theme}.png")

@@ -1,5 +1,6 @@
 import ast
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,11 @@ def _annotations(fig: go.Figure) -> list[str]:
     return [a.text for a in fig.layout.annotations]
 
 
+def _subtitle(fig: go.Figure) -> str:
+    """The subtitle as one line (it is wrapped with <br> to fit a half-width chart)."""
+    return fig.layout.title.subtitle.text.replace("<br>", " ")
+
+
 # ---------------------------------------------------------------- module-wide rules
 
 
@@ -90,13 +96,72 @@ def test_layer_colors_are_distinct_and_read_on_light_and_dark_backgrounds():
     assert F.layer_color(len(F.LAYER_COLORS)) == F.LAYER_COLORS[0]
 
 
-def test_layout_leaves_the_theme_alone(run):
-    fig = F.loss_figure(run)
+def _legend_entries(fig: go.Figure) -> list[go.Scatter]:
+    return [t for t in fig.data if t.name and t.showlegend is not False]
+
+
+def _noise() -> BatchNoise:
+    return BatchNoise(
+        layer=1, channel=3, batch_size=8, batch_means=np.array([0.1, 0.3, 0.2, 0.4]),
+        batch_vars=np.array([1.0, 1.5, 0.5, 1.2]), full_mean=0.25, full_var=1.1,
+    )  # fmt: skip
+
+
+LAYOUT_CASES = {  # (main, twin) -> figure, as the views show them
+    "loss": F.loss_figure,
+    "accuracy": F.accuracy_figure,
+    "histogram": lambda m, t: F.histogram_figure(m, 1, -1),
+    "percentile": lambda m, t: F.percentile_figure(m, 1, t),
+    "saturation": F.saturation_figure,
+    "running_stats": lambda m, t: F.running_stats_figure(m, 0, 0),
+    "affine": lambda m, t: F.affine_figure(m, 0),
+    "gain": lambda m, t: F.gain_figure(m, 1),
+    "grad_norm": F.grad_norm_figure,
+    "update_ratio": F.update_ratio_figure,
+    "eval_gap": F.eval_gap_figure,
+    "batch_noise": lambda m, t: F.batch_noise_figure(_noise()),
+}
+
+
+@pytest.mark.parametrize("name", LAYOUT_CASES)
+def test_layout_reads_on_a_projector_and_leaves_the_theme_alone(twins, name):
+    fig = LAYOUT_CASES[name](*twins)
     layout = fig.layout
-    assert layout.paper_bgcolor is None and layout.plot_bgcolor is None
-    assert (layout.margin.l, layout.margin.r, layout.margin.t, layout.margin.b) == (10, 10, 50, 10)
-    assert layout.legend.orientation == "h" and 300 <= layout.height <= 400
-    assert fig.layout.xaxis.title.text == "step (optimizer steps)"
+    assert layout.paper_bgcolor is None and layout.plot_bgcolor is None  # the theme's
+    assert layout.font.color is None and layout.legend.font.color is None
+    # a short title that a half-width chart does not cut; the details in a wrapped subtitle
+    assert len(layout.title.text) <= 45 and layout.title.font.size == 16
+    assert layout.title.subtitle.text and layout.title.subtitle.font.size == 13
+    assert all(len(line) <= F.SUBTITLE_CHARS for line in layout.title.subtitle.text.split("<br>"))
+    axes = [*fig.select_xaxes(), *fig.select_yaxes()]
+    assert all(a.tickfont.size == 12 and a.title.font.size == 13 for a in axes)
+    assert all(a.title.text for a in fig.select_yaxes(col=1))
+    assert any(a.title.text for a in fig.select_xaxes())
+    # the legend sits under the plot, at the bottom of the figure, and the figure grows with
+    # it: besides the title and the x axis, the plot keeps PLOT_HEIGHT px and the legend a row
+    # per entry of its tallest column (the traces of a run share a column)
+    legend = layout.legend
+    assert (legend.orientation, legend.yref, legend.y, legend.yanchor) == (
+        "h", "container", 0, "bottom",
+    )  # fmt: skip
+    entries = _legend_entries(fig)
+    assert layout.showlegend == (len(entries) >= 2)
+    groups = Counter(t.legendgroup for t in entries if t.legendgroup)
+    rows = max(groups.values(), default=1) if layout.showlegend else 0
+    room = layout.height - layout.margin.t - F.AXIS_PX - rows * F.LEGEND_ROW
+    assert room >= F.PLOT_HEIGHT
+    assert (layout.margin.l, layout.margin.r, layout.margin.b) == (10, 10, 10)  # plotly grows them
+
+
+def test_the_figure_grows_with_its_legend_and_charts_side_by_side_line_up(twins):
+    main, twin = twins
+    alone, both = F.update_ratio_figure(main), F.update_ratio_figure(main, twin)
+    assert both.layout.height - alone.layout.height >= 4 * F.LEGEND_ROW  # 4 more weights
+    assert {e.legendgroup for e in _legend_entries(both)} >= {"BatchNorm (main)", "no norm (twin)"}
+    assert both.layout.legend.groupclick == "toggleitem"  # a click hides one line, not a run
+    # loss and accuracy are shown side by side: their plots start at the same height
+    loss, accuracy = F.loss_figure(main, twin), F.accuracy_figure(main, twin)
+    assert loss.layout.margin.t == accuracy.layout.margin.t
 
 
 # ---------------------------------------------------------------- loss and accuracy
@@ -167,7 +232,7 @@ def test_channel_histogram_is_the_channel_counts_normalised(run):
 
 def test_histogram_says_post_activation_is_the_norm_input_for_placement_after():
     fig = F.histogram_figure(_stepped(1, placement="after"), 0, 0)
-    assert "placement 'after'" in fig.layout.title.subtitle.text
+    assert "placement 'after'" in _subtitle(fig)
 
 
 def test_percentile_figure_band_and_median_main_and_twin(twins):
@@ -203,7 +268,9 @@ def test_saturation_figure_in_percent_per_layer(twins):
     fig = F.saturation_figure(main, twin)
     block2 = _one(fig, "block2 · BatchNorm (main)")
     np.testing.assert_allclose(block2.y, np.array(main.snapshots[1].saturated_fraction) * 100)
-    assert "dead (relu = 0)" in fig.layout.title.text and "%" in fig.layout.yaxis.title.text
+    assert "dead" in fig.layout.title.text and "dead (relu = 0)" in _subtitle(fig)
+    assert "%" in fig.layout.yaxis.title.text
+    assert fig.layout.yaxis.rangemode == "tozero"  # a few points' change looks like one
     assert _one(fig, "block2 · no norm (twin)").line.dash == "dash"
 
 
@@ -238,9 +305,7 @@ def test_running_stats_figure_batch_markers_and_running_lines(run):
     np.testing.assert_array_equal(batch_var.y, run.layer_stat(1, "batch_var")[:, c])
     np.testing.assert_array_equal(running_var.y, np.r_[1, run.layer_stat(1, "running_var")[:, c]])
     assert batch_var.yaxis == "y2" and fig.layout.xaxis2.title.text == "step (optimizer steps)"
-    assert (
-        "biased" in fig.layout.title.subtitle.text and "unbiased" in fig.layout.title.subtitle.text
-    )
+    assert "biased" in _subtitle(fig) and "unbiased" in _subtitle(fig)
     with pytest.raises(ValueError, match="channel"):
         F.running_stats_figure(run, 0, run.layers[0].channels)
 
@@ -287,12 +352,14 @@ def test_gain_figure_uses_the_eps_in_force_and_highlights_where_it_dominates(run
     rvar = run.layer_stat(0, "running_var")[-1].astype(np.float64)
     np.testing.assert_allclose(running.y, 1 / np.sqrt(rvar + eps))
     assert fig.layout.yaxis.type == "log"
+    low, high = fig.layout.yaxis.range  # log10 units: gain 1 (scale unchanged) is in view
+    assert low < 0 < high and high > np.log10(gain.max())
     assert "var" in normal.hovertemplate and "ε" in normal.hovertemplate
     # at step 4 the change had not happened yet: the config's eps applies
     early = F.gain_figure(edited, 0, step_index=3)
     var4 = run.layer_stat(0, "batch_var")[3].astype(np.float64)
     np.testing.assert_allclose(early.data[0].y, 1 / np.sqrt(var4 + 1e-5))
-    assert not len(early.data[1].x) and "ε = 1e-05" in early.layout.title.text
+    assert not len(early.data[1].x) and "ε = 1e-05" in _subtitle(early)
 
 
 def test_gain_figure_with_a_large_eps_config_marks_every_small_variance_channel():
@@ -347,21 +414,43 @@ def test_eval_gap_in_percentage_points_with_nan_points_skipped(run):
     np.testing.assert_array_equal(gap.x, np.array(run.eval_steps)[keep])
     expected = (np.array(run.acc_batch_stats) - np.array(run.acc_running_stats))[keep] * 100
     np.testing.assert_allclose(gap.y, expected)
-    assert "1 point(s) skipped" in fig.layout.title.subtitle.text
+    assert "1 point(s) skipped" in _subtitle(fig)
     assert [s.y0 for s in fig.layout.shapes if s.type == "line"] == [0]  # the zero line
 
 
+def test_eval_gap_leaves_out_a_twin_without_running_statistics(twins):
+    main, twin = twins
+    fig = F.eval_gap_figure(main, twin)  # the no-norm twin's gap is 0 by construction
+    assert [t.name for t in fig.data] == ["BatchNorm (main)"]
+    assert "not drawn: no norm (twin), which keeps no running statistics" in _subtitle(fig)
+    alone = F.eval_gap_figure(twin)
+    assert not alone.data and "no running statistics, so no gap" in _annotations(alone)
+
+
+def test_log_axes_label_decades_only_when_the_data_span_several(twins):
+    def ticks(lo, hi):
+        fig = go.Figure(go.Scatter(y=np.r_[np.geomspace(lo, hi, 50), 0.0, np.inf]))
+        return F._log_ticks(fig)
+
+    assert ticks(1e-4, 5e-2) == dict(type="log", dtick=1, exponentformat="power")  # 10⁻⁴, 10⁻³…
+    assert ticks(9e-4, 4e-2)["dtick"] == 1  # 10⁻³ and 10⁻² are both in range
+    assert ticks(3e-3, 4e-2)["dtick"] == "D2"  # one decade tick only: 5, 10⁻², 2 as well
+    assert ticks(1.5, 4)["dtick"] is None  # plotly's own ticks within half a decade
+    main = twins[0]
+    for fig in (F.grad_norm_figure(*twins), F.update_ratio_figure(*twins), F.gain_figure(main, 0)):
+        assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.exponentformat == "power"
+
+
 def test_batch_noise_figure_marks_the_full_data_values():
-    noise = BatchNoise(
-        layer=1, channel=3, batch_size=8, batch_means=np.array([0.1, 0.3, 0.2, 0.4]),
-        batch_vars=np.array([1.0, 1.5, 0.5, 1.2]), full_mean=0.25, full_var=1.1,
-    )  # fmt: skip
+    noise = _noise()
     fig = F.batch_noise_figure(noise)
     np.testing.assert_array_equal(fig.data[0].x, noise.batch_means)
     np.testing.assert_array_equal(fig.data[1].x, noise.batch_vars)
     assert [(s.x0, s.xref) for s in fig.layout.shapes] == [(0.25, "x"), (1.1, "x2")]
-    assert fig.layout.title.text.startswith("channel 3 of block2: batch statistics at batch size 8")
+    assert fig.layout.title.text.startswith("channel 3 of block2: batch statistics")
+    assert _subtitle(fig).startswith("batch size 8: 4 batches")
     assert any(f"{noise.batch_means.std():.3g}" in t for t in _annotations(fig))
+    assert any("all test images: 1.1" in t for t in _annotations(fig))  # in the panel title
 
 
 # ---------------------------------------------------------------- the momentum formula

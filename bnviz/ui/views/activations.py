@@ -29,15 +29,15 @@ def render(session: Session) -> None:
         "Histograms use the first 16 images of that step's training batch; the bin edges are "
         "fixed for the whole run, so steps compare. Values beyond the edges count in the end bins."
     )
+    which = st.radio(
+        "Percentiles of",
+        ("unit", "layer"),
+        key="percentiles_of",
+        horizontal=True,
+        format_func={"unit": "one unit (channel 0, centre)", "layer": "the whole layer"}.get,
+    )
     left, right = st.columns(2)
     with left:
-        which = st.radio(
-            "Percentiles of",
-            ("unit", "layer"),
-            key="percentiles_of",
-            horizontal=True,
-            format_func={"unit": "one unit (channel 0, centre)", "layer": "the whole layer"}.get,
-        )
         chart(figures.percentile_figure(run, layer, twin, which), "percentiles")
     with right:
         chart(figures.saturation_figure(run, twin), "saturation")
