@@ -38,8 +38,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     from playwright.sync_api import sync_playwright
 
-    # .streamlit/config.toml defines a custom theme, which is light whatever the browser's
-    # colour scheme; the server's theme.base picks dark (the server inherits the environment)
+    # pin the server's theme (it inherits the environment), whatever the browser prefers
     os.environ["STREAMLIT_THEME_BASE"] = args.theme
     url, process = start_server()
     try:
