@@ -274,3 +274,23 @@ def test_default_config_learns_but_not_instantly():
     acc = dict(zip(run.eval_steps, run.acc_running_stats))
     assert acc[20] <= 0.95
     assert acc[300] >= 0.80, acc
+
+
+def test_batch_variance_is_exact_even_when_eps_dwarfs_it():
+    """Inputs scaled by 1e-4 give first-block variances far below eps = 1."""
+    config = TrainConfig(**{**SMALL, "eps": 1.0, "steps": 1})
+    trainer = Trainer(config)
+    data = trainer.data
+    idx = _Batches(len(data.y_train), config.seed).next(config.batch_size)
+    trainer.data = ds.make_dataset(
+        "shapes", data.x_train.copy(), data.y_train.copy(), data.x_test.copy(),
+        data.y_test.copy(), data.classes,
+    )  # fmt: skip
+    object.__setattr__(trainer.data, "std", tuple(s * 1e4 for s in data.std))
+    conv = trainer.model.blocks[0].conv
+    with torch.no_grad():
+        h = conv(to_tensor(trainer.data, data.x_train[idx])).double()
+    run = trainer.step(1)
+    expected = h.var((0, 2, 3), unbiased=False).numpy()
+    assert expected.max() < 1e-3
+    np.testing.assert_allclose(run.layer_stat(0, "batch_var")[0], expected, rtol=1e-3)
