@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
-from . import basics
+from . import (
+    basics,
+    bn_only,
+    covariate_shift,
+    epsilon,
+    high_lr,
+    momentum_lag,
+    norm_family,
+    placement,
+    sigmoid_drift,
+    tiny_batches,
+    train_vs_eval,
+)
 from .base import Action, Job, Results, Scenario, job
 
 FREE_PLAY = "free-play"
-_MODULES = (basics,)
+_MODULES = (
+    basics,
+    train_vs_eval,
+    momentum_lag,
+    epsilon,
+    tiny_batches,
+    high_lr,
+    sigmoid_drift,
+    placement,
+    norm_family,
+    covariate_shift,
+    bn_only,
+)
 SCENARIOS: dict[str, Scenario] = {m.SCENARIO.id: m.SCENARIO for m in _MODULES}
 
 __all__ = ["FREE_PLAY", "SCENARIOS", "Action", "Job", "Results", "Scenario", "job"]
