@@ -195,3 +195,13 @@ def test_unavailable_data_set_falls_back_to_shapes(monkeypatch):
     assert any("No internet" in w.value for w in at.warning)
     assert session(at).run.config.dataset == "shapes"
     assert session(at).run.num_steps == FIRST_STEPS
+
+
+def test_one_value_per_channel_is_explained_not_crashed_on(app):
+    app.select_slider(key="depth").set_value(6).run()
+    app.select_slider(key="batch_size").set_value(1).run()
+    app.button(key="reset").click().run()
+    assert not app.exception
+    assert session(app).run.status == "failed"
+    assert any("Expected more than 1 value per channel" in e.value for e in app.error)
+    assert any("teaching moment" in i.value for i in app.info)

@@ -137,6 +137,14 @@ def _status(session: Session):
     st.caption(describe(run.config))
     if state in ("diverged", "failed"):
         st.error(run.message, icon=":material/error:")
+    if "more than 1 value per channel" in run.message:
+        st.info(
+            "A teaching moment, not a crash: in training mode BatchNorm normalizes each channel "
+            "with the mean and variance of the batch. Here a channel held a single value (batch "
+            "size 1 and a 1x1 feature map in the last block), so its variance is undefined and "
+            "PyTorch refuses. A larger batch, fewer blocks, or evaluation mode (running "
+            "statistics) avoids it; GroupNorm and LayerNorm do not depend on the batch at all."
+        )
 
 
 def _body(session: Session):
