@@ -18,3 +18,33 @@ def small_trainer() -> Trainer:
     trainer = Trainer(TrainConfig(**SMALL))
     trainer.step(SMALL["steps"])
     return trainer
+
+
+def check_preset(scenario) -> None:
+    """A scenario's preset holds only values a sidebar control accepts (each survives the
+    app's own parse() as the text a link would carry, unchanged and of the same type), and
+    its view is one the app has."""
+    from bnviz.ui.controls import CONTROLS, parse
+    from bnviz.ui.links import VIEWS
+
+    for key, value in scenario.preset.items():
+        assert key in CONTROLS, key
+        if isinstance(value, bool):
+            text = str(value).lower()
+        elif isinstance(value, float):
+            text = f"{value:g}"
+        else:
+            text = str(value)
+        parsed = parse(key, text)
+        assert parsed == value and type(parsed) is type(value), (key, value, parsed)
+    assert scenario.view in VIEWS, scenario.view
+
+
+def check_explain_without_runs(scenario) -> None:
+    """A scenario's explanation is text before the first step (with BN and without, alone and
+    with a twin) and when there is no run at all."""
+    for norm in ("batch", "none"):
+        run = Trainer(TrainConfig(widths=(4,), steps=2, norm=norm)).run
+        assert isinstance(scenario.explain({}, run, None), str)
+        assert isinstance(scenario.explain({}, run, run), str)
+    assert isinstance(scenario.explain({}, None, None), str)

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import check_preset
 from torch import nn
 
 from bnviz import TrainConfig, Trainer
@@ -17,9 +18,7 @@ from bnviz.scenarios.covariate_shift import (
     summary,
 )
 from bnviz.trainer import to_tensor
-from bnviz.ui.controls import CONTROLS
 
-VIEWS = ("Training", "Activations", "Running statistics", "Gradients", "Train vs eval", "Theory")
 REDUCED = dict(steps=125, every=25, seed=0)  # 5 measured steps instead of 8, one seed
 
 
@@ -33,10 +32,7 @@ def results():
 
 def test_id_view_and_preset_use_allowed_values():
     assert SCENARIO.id == "covariate-shift"
-    assert SCENARIO.view in VIEWS
-    for key, value in SCENARIO.preset.items():
-        allowed = CONTROLS[key][1]
-        assert any(value == a and type(value) is type(a) for a in allowed), (key, value)
+    check_preset(SCENARIO)
     assert SCENARIO.preset["twin"] == "none"
 
 

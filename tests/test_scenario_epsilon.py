@@ -5,47 +5,16 @@ checked here against an independent recomputation and against what the layer doe
 import numpy as np
 import pytest
 import torch
+from conftest import check_explain_without_runs, check_preset
 
-from bnviz import TrainConfig, Trainer
+from bnviz import TrainConfig
 from bnviz.datasets import load
 from bnviz.model import build_model
-from bnviz.scenarios import _sweeps_normlab as common
-from bnviz.scenarios import epsilon
+from bnviz.scenarios import common, epsilon
 from bnviz.scenarios.epsilon import GAIN_LABEL, SCENARIO
 from bnviz.trainer import EVAL_SIZE, to_tensor
-from bnviz.ui.sidebar import BATCH_SIZES, EPSILONS, LEARNING_RATES, STEP_CHOICES, WIDTHS
 
 GRID = (1e-10, 1e-8, 1e-7, 1e-6, 1e-4, 1.0)  # 1e-10: below every variance
-VIEWS = ("Training", "Activations", "Running statistics", "Gradients", "Train vs eval", "Theory")
-
-
-def check_preset(scenario):
-    allowed = {
-        "dataset": ("shapes",),
-        "depth": range(1, 7),
-        "width": WIDTHS,
-        "activation": ("relu", "tanh", "sigmoid"),
-        "norm": ("batch", "group", "layer", "instance", "none"),
-        "bn_impl": ("torch", "scratch"),
-        "placement": ("before", "after"),
-        "batch_size": BATCH_SIZES,
-        "eps": EPSILONS,
-        "optimizer": ("sgd", "adam"),
-        "lr": LEARNING_RATES,
-        "steps": STEP_CHOICES,
-        "twin": ("none", "batch", "group", "layer", "instance", "off"),
-    }
-    for key, value in scenario.preset.items():
-        if key == "momentum":
-            assert 0 <= value <= 1
-        elif key == "momentum_none":
-            assert isinstance(value, bool)
-        elif key == "seed":
-            assert isinstance(value, int) and value >= 0
-        else:
-            assert key in allowed, key
-            assert value in allowed[key], (key, value)
-    assert scenario.view in VIEWS
 
 
 @pytest.fixture(scope="module")
@@ -173,8 +142,4 @@ def test_live_run_is_quoted(small_trainer):
 
 
 def test_explain_before_the_first_step_and_without_a_run():
-    for norm in ("batch", "none"):
-        run = Trainer(TrainConfig(widths=(4,), steps=2, norm=norm)).run
-        assert isinstance(SCENARIO.explain({}, run, None), str)
-        assert isinstance(SCENARIO.explain({}, run, run), str)
-    assert isinstance(SCENARIO.explain({}, None, None), str)
+    check_explain_without_runs(SCENARIO)

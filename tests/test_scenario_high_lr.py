@@ -3,9 +3,10 @@ import math
 
 import plotly.graph_objects as go
 import pytest
+from conftest import check_preset
 
 from bnviz import Lockstep, TrainConfig
-from bnviz.scenarios._sweeps_dynamics import num, pct
+from bnviz.scenarios.common import num, pct
 from bnviz.scenarios.high_lr import (
     DEEP_LR,
     NORMS,
@@ -18,37 +19,9 @@ from bnviz.scenarios.high_lr import (
     loss_ratio,
     lr_run,
 )
-from bnviz.ui.sidebar import BATCH_SIZES, EPSILONS, LEARNING_RATES, STEP_CHOICES, WIDTHS
 
 LR = 1.0  # where the network without BN fails and BN still trains
 STEPS = 100  # reduced from 150
-
-
-def check_preset(preset: dict) -> None:
-    allowed = {
-        "dataset": {"shapes"},
-        "depth": set(range(1, 7)),
-        "width": set(WIDTHS),
-        "activation": {"relu", "tanh", "sigmoid"},
-        "norm": {"batch", "group", "layer", "instance", "none"},
-        "bn_impl": {"torch", "scratch"},
-        "placement": {"before", "after"},
-        "batch_size": set(BATCH_SIZES),
-        "eps": set(EPSILONS),
-        "momentum_none": {True, False},
-        "optimizer": {"sgd", "adam"},
-        "lr": set(LEARNING_RATES),
-        "steps": set(STEP_CHOICES),
-        "twin": {"none", "batch", "group", "layer", "instance", "off"},
-    }
-    for key, value in preset.items():
-        if key == "momentum":
-            assert 0 <= value <= 1 and round(value * 100) == pytest.approx(value * 100)
-        elif key == "seed":
-            assert isinstance(value, int) and value >= 0
-        else:
-            assert key in allowed, key
-            assert value in allowed[key], (key, value)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +36,7 @@ def results() -> dict:
 def test_id_view_and_preset():
     assert SCENARIO.id == "high-lr"
     assert SCENARIO.view == "Training"
-    check_preset(SCENARIO.preset)
+    check_preset(SCENARIO)
     assert SCENARIO.preset["twin"] == "none" and SCENARIO.preset["lr"] >= 1.0
     jobs = SCENARIO.jobs()
     labels = [j.label for j in jobs]

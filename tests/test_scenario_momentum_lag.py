@@ -4,9 +4,10 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
+from conftest import check_preset
 
 from bnviz import TrainConfig, Trainer
-from bnviz.scenarios._sweeps_dynamics import num, pct
+from bnviz.scenarios.common import num, pct
 from bnviz.scenarios.momentum_lag import (
     MOMENTA,
     PRECISE_ACTION,
@@ -16,7 +17,6 @@ from bnviz.scenarios.momentum_lag import (
     momentum_run,
     render_precise,
 )
-from bnviz.ui.sidebar import BATCH_SIZES, EPSILONS, LEARNING_RATES, STEP_CHOICES, WIDTHS
 
 REDUCED = dict(steps=100, precise_batches=20)
 
@@ -31,37 +31,10 @@ def _by_momentum(results: dict):
     return [(m, results[_label(m)]) for m in (0.01, None)]
 
 
-def check_preset(preset: dict) -> None:
-    allowed = {
-        "dataset": {"shapes"},
-        "depth": set(range(1, 7)),
-        "width": set(WIDTHS),
-        "activation": {"relu", "tanh", "sigmoid"},
-        "norm": {"batch", "group", "layer", "instance", "none"},
-        "bn_impl": {"torch", "scratch"},
-        "placement": {"before", "after"},
-        "batch_size": set(BATCH_SIZES),
-        "eps": set(EPSILONS),
-        "momentum_none": {True, False},
-        "optimizer": {"sgd", "adam"},
-        "lr": set(LEARNING_RATES),
-        "steps": set(STEP_CHOICES),
-        "twin": {"none", "batch", "group", "layer", "instance", "off"},
-    }
-    for key, value in preset.items():
-        if key == "momentum":
-            assert 0 <= value <= 1 and round(value * 100) == pytest.approx(value * 100)
-        elif key == "seed":
-            assert isinstance(value, int) and value >= 0
-        else:
-            assert key in allowed, key
-            assert value in allowed[key], (key, value)
-
-
 def test_id_view_and_preset():
     assert SCENARIO.id == "momentum-lag"
     assert SCENARIO.view == "Running statistics"
-    check_preset(SCENARIO.preset)
+    check_preset(SCENARIO)
     assert SCENARIO.preset["momentum"] == 0.01 and SCENARIO.preset["twin"] == "off"
     labels = [j.label for j in SCENARIO.jobs()]
     assert len(labels) == len(set(labels)) == len(MOMENTA)

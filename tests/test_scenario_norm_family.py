@@ -2,44 +2,14 @@
 table's measured numbers are the runs' own numbers."""
 
 import pytest
+from conftest import check_explain_without_runs, check_preset
 
-from bnviz import Lockstep, TrainConfig, Trainer
-from bnviz.scenarios import _sweeps_normlab as common
+from bnviz import Lockstep, TrainConfig
+from bnviz.scenarios import common
 from bnviz.scenarios import norm_family as nf
 from bnviz.scenarios.norm_family import NAMES, NORMS, SCENARIO
-from bnviz.ui.sidebar import BATCH_SIZES, EPSILONS, LEARNING_RATES, STEP_CHOICES, WIDTHS
 
-VIEWS = ("Training", "Activations", "Running statistics", "Gradients", "Train vs eval", "Theory")
 SMALL = dict(steps=30, widths=(8, 16))
-
-
-def check_preset(scenario):
-    allowed = {
-        "dataset": ("shapes",),
-        "depth": range(1, 7),
-        "width": WIDTHS,
-        "activation": ("relu", "tanh", "sigmoid"),
-        "norm": ("batch", "group", "layer", "instance", "none"),
-        "bn_impl": ("torch", "scratch"),
-        "placement": ("before", "after"),
-        "batch_size": BATCH_SIZES,
-        "eps": EPSILONS,
-        "optimizer": ("sgd", "adam"),
-        "lr": LEARNING_RATES,
-        "steps": STEP_CHOICES,
-        "twin": ("none", "batch", "group", "layer", "instance", "off"),
-    }
-    for key, value in scenario.preset.items():
-        if key == "momentum":
-            assert 0 <= value <= 1
-        elif key == "momentum_none":
-            assert isinstance(value, bool)
-        elif key == "seed":
-            assert isinstance(value, int) and value >= 0
-        else:
-            assert key in allowed, key
-            assert value in allowed[key], (key, value)
-    assert scenario.view in VIEWS
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +39,7 @@ def test_a_job_equals_the_same_config_in_lockstep(results):
     lock.step(30)
     for config, run in zip(configs, lock.runs):
         job = results[f"{NAMES[config.norm]}, seed 0"]
-        assert job["acc_running"] == pytest.approx(common.clean(run.acc_running_stats))
+        assert job["acc_running"] == pytest.approx(common.float_list(run.acc_running_stats))
         assert job["loss"] == pytest.approx(common.loss_curve(run)[1])
 
 
@@ -146,8 +116,4 @@ def test_live_text_with_twin():
 
 
 def test_explain_before_the_first_step_and_without_a_run():
-    for norm in ("batch", "none"):
-        run = Trainer(TrainConfig(widths=(4,), steps=2, norm=norm)).run
-        assert isinstance(SCENARIO.explain({}, run, None), str)
-        assert isinstance(SCENARIO.explain({}, run, run), str)
-    assert isinstance(SCENARIO.explain({}, None, None), str)
+    check_explain_without_runs(SCENARIO)

@@ -5,44 +5,13 @@ from eval mode; one value per channel raises PyTorch's ValueError, caught and qu
 import numpy as np
 import pytest
 import torch
+from conftest import check_explain_without_runs, check_preset
 
-from bnviz import TrainConfig, Trainer
-from bnviz.scenarios import _sweeps_normlab as common
+from bnviz.scenarios import common
 from bnviz.scenarios import train_vs_eval as tve
 from bnviz.scenarios.train_vs_eval import ERROR_LABEL, EVAL_LABEL, SCENARIO, SINGLE_LABEL
-from bnviz.ui.sidebar import BATCH_SIZES, EPSILONS, LEARNING_RATES, STEP_CHOICES, WIDTHS
 
-VIEWS = ("Training", "Activations", "Running statistics", "Gradients", "Train vs eval", "Theory")
 MESSAGE = "Expected more than 1 value per channel when training"
-
-
-def check_preset(scenario):
-    allowed = {
-        "dataset": ("shapes",),
-        "depth": range(1, 7),
-        "width": WIDTHS,
-        "activation": ("relu", "tanh", "sigmoid"),
-        "norm": ("batch", "group", "layer", "instance", "none"),
-        "bn_impl": ("torch", "scratch"),
-        "placement": ("before", "after"),
-        "batch_size": BATCH_SIZES,
-        "eps": EPSILONS,
-        "optimizer": ("sgd", "adam"),
-        "lr": LEARNING_RATES,
-        "steps": STEP_CHOICES,
-        "twin": ("none", "batch", "group", "layer", "instance", "off"),
-    }
-    for key, value in scenario.preset.items():
-        if key == "momentum":
-            assert 0 <= value <= 1
-        elif key == "momentum_none":
-            assert isinstance(value, bool)
-        elif key == "seed":
-            assert isinstance(value, int) and value >= 0
-        else:
-            assert key in allowed, key
-            assert value in allowed[key], (key, value)
-    assert scenario.view in VIEWS
 
 
 @pytest.fixture(scope="module")
@@ -165,8 +134,4 @@ def test_action_on_the_live_network_and_live_text(small_trainer):
 
 
 def test_explain_before_the_first_step_and_without_a_run():
-    for norm in ("batch", "none"):
-        run = Trainer(TrainConfig(widths=(4,), steps=2, norm=norm)).run
-        assert isinstance(SCENARIO.explain({}, run, None), str)
-        assert isinstance(SCENARIO.explain({}, run, run), str)
-    assert isinstance(SCENARIO.explain({}, None, None), str)
+    check_explain_without_runs(SCENARIO)

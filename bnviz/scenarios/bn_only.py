@@ -17,7 +17,8 @@ from torch import nn
 from ..config import TrainConfig
 from ..record import Run
 from ..trainer import Trainer, to_tensor
-from ._sweeps_landscape import (
+from .base import Results, Scenario, job
+from .common import (
     BN_COLOR,
     NEUTRAL,
     NONE_COLOR,
@@ -28,7 +29,6 @@ from ._sweeps_landscape import (
     note,
     pct,
 )
-from .base import Results, Scenario, job
 
 VARIANTS = ("bn_only", "random", "full")
 LABELS = {
@@ -263,7 +263,7 @@ def accuracy_figure(results: Results) -> go.Figure:
             annotation_position="bottom right",
         )
     if not fig.data:
-        note(fig, "measuring…")
+        note(fig)
     return fig
 
 
@@ -294,7 +294,7 @@ def gamma_figure(results: Results) -> go.Figure:
             annotation_position="top right",
         )
     else:
-        note(fig, "measuring…")
+        note(fig)
     return fig
 
 

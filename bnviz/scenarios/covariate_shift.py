@@ -21,7 +21,8 @@ from ..figures import MAIN_DASH, TWIN_DASH, layer_color
 from ..model import build_model
 from ..record import Run
 from ..trainer import Trainer, to_tensor
-from ._sweeps_landscape import (
+from .base import Results, Scenario, job
+from .common import (
     BN_COLOR,
     NEUTRAL,
     NONE_COLOR,
@@ -33,7 +34,6 @@ from ._sweeps_landscape import (
     num,
     pct,
 )
-from .base import Results, Scenario, job
 
 NORMS = ("batch", "none")
 NAMES = {"batch": "BatchNorm", "none": "no norm"}
@@ -302,10 +302,6 @@ def smaller_count(bn_runs: list[dict], none_runs: list[dict], key: str) -> tuple
 # ---------------------------------------------------------------- figures
 
 
-def _empty(title: str, y_title: str, log_y: bool = False) -> go.Figure:
-    return note(finish(go.Figure(), title, STEP_AXIS, y_title, log_y=log_y), "measuring…")
-
-
 def _per_layer_figure(results: Results, key: str, title: str, y_title: str, log_y: bool):
     fig = go.Figure()
     for norm in NORMS:
@@ -332,7 +328,7 @@ def _per_layer_figure(results: Results, key: str, title: str, y_title: str, log_
             )
     finish(fig, title, STEP_AXIS, y_title, log_y=log_y)
     if not fig.data:
-        note(fig, "measuring…")
+        note(fig)
     return fig
 
 
@@ -357,7 +353,7 @@ def _range_figure(results: Results, key: str, title: str, y_title: str) -> go.Fi
         )
     finish(fig, title, STEP_AXIS, y_title, log_y=True)
     if not fig.data:
-        note(fig, "measuring…")
+        note(fig)
     return fig
 
 

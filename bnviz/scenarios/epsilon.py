@@ -17,7 +17,7 @@ from .. import datasets
 from ..config import TrainConfig
 from ..figures import layer_color
 from ..trainer import Trainer
-from . import _sweeps_normlab as common
+from . import common
 from .base import Scenario, job
 
 INPUT_SCALE = 1e-3  # the inputs are multiplied by this: variance x 1e-6
@@ -66,10 +66,10 @@ def measure_gain(trainer: Trainer, eps: float, x: torch.Tensor | None = None) ->
     out_std = bn(x).double().std(dim=(0, 2, 3), unbiased=False)
     gamma = bn.weight.double().abs() if bn.weight is not None else torch.ones_like(var)
     return {
-        "var": common.clean(var),
-        "gain": common.clean(1 / (var + eps).sqrt()),
-        "gain_measured": common.clean(out_std / var.sqrt() / gamma),
-        "out_std": common.clean(out_std),
+        "var": common.float_list(var),
+        "gain": common.float_list(1 / (var + eps).sqrt()),
+        "gain_measured": common.float_list(out_std / var.sqrt() / gamma),
+        "out_std": common.float_list(out_std),
     }
 
 
@@ -86,7 +86,7 @@ def block_variances(trainer: Trainer, eps: float) -> list[list[float]]:
         hooks.append(
             block.norm.register_forward_pre_hook(
                 lambda m, args: out.append(
-                    common.clean(args[0].double().var(dim=(0, 2, 3), unbiased=False))
+                    common.float_list(args[0].double().var(dim=(0, 2, 3), unbiased=False))
                 )
             )
         )
@@ -198,7 +198,9 @@ def _gain_figure(results: dict) -> go.Figure:
             customdata=np.arange(len(var)),
             hovertemplate="channel %{customdata}<br>var %{x:.3g}<br>gain %{y:.4g}<extra></extra>",
         )
-        fig.add_vrect(x0=var.min(), x1=var.max(), fillcolor=common.GREY, opacity=0.15, line_width=0)
+        fig.add_vrect(
+            x0=var.min(), x1=var.max(), fillcolor=common.NEUTRAL, opacity=0.15, line_width=0
+        )
     if trained:
         fig.add_scatter(
             x=[r["eps"] for r in trained],
@@ -215,18 +217,19 @@ def _gain_figure(results: dict) -> go.Figure:
             y=eps**-0.5,
             mode="lines",
             name="1/√ε (the ceiling)",
-            line=dict(color=common.GREY, dash="dot"),
+            line=dict(color=common.NEUTRAL, dash="dot"),
             hovertemplate="1/√ε = %{y:.4g}<extra></extra>",
         )
     else:
-        common.note(fig)
-    return common.style(
+        common.note(fig, size=14)
+    return common.finish(
         fig,
         "First BN: gain 1/√(var + ε) per channel, inputs × 1e-3",
         "ε (log scale)",
         "gain (log scale)",
         log_x=True,
         log_y=True,
+        exponentformat="power",
     )
 
 
@@ -250,7 +253,9 @@ def _accuracy_figure(results: dict) -> go.Figure:
     init = results.get(GAIN_LABEL)
     if init:
         var = np.asarray(init["var"])
-        fig.add_vrect(x0=var.min(), x1=var.max(), fillcolor=common.GREY, opacity=0.15, line_width=0)
+        fig.add_vrect(
+            x0=var.min(), x1=var.max(), fillcolor=common.NEUTRAL, opacity=0.15, line_width=0
+        )
         fig.add_annotation(
             x=math.log10(float(np.sqrt(var.min() * var.max()))),
             y=1,
@@ -258,19 +263,20 @@ def _accuracy_figure(results: dict) -> go.Figure:
             yanchor="bottom",
             text="block1 variances",
             showarrow=False,
-            font=dict(size=11, color=common.GREY),
+            font=dict(size=11, color=common.NEUTRAL),
         )
     if not fig.data:
-        common.note(fig)
+        common.note(fig, size=14)
     steps = next((r["steps"] for r in results.values() if "steps" in r), STEPS)
-    fig.add_hline(y=10, line=dict(color=common.GREY, width=1, dash="dot"))
+    fig.add_hline(y=10, line=dict(color=common.NEUTRAL, width=1, dash="dot"))
     fig.update_yaxes(range=[0, 100])
-    return common.style(
+    return common.finish(
         fig,
         f"Test accuracy after {steps} steps against ε (chance 10%)",
         "ε, in every BN layer (log scale)",
         "test accuracy (%)",
         log_x=True,
+        exponentformat="power",
     )
 
 
@@ -291,14 +297,15 @@ def _dominance_figure(results: dict) -> go.Figure:
                 " channels (%{y:.0f}%)<extra></extra>",
             )
     else:
-        common.note(fig)
+        common.note(fig, size=14)
     fig.update_yaxes(range=[-5, 105])
-    return common.style(
+    return common.finish(
         fig,
         "Channels with ε ≥ their variance, block by block (init, inputs × 1e-3)",
         "ε, in every BN layer (log scale)",
         "channels with ε ≥ var (%)",
         log_x=True,
+        exponentformat="power",
     )
 
 

@@ -16,7 +16,8 @@ from plotly.subplots import make_subplots
 from ..config import TrainConfig
 from ..record import Run
 from ..trainer import Trainer, to_tensor
-from ._sweeps_dynamics import (
+from .base import Scenario, job
+from .common import (
     BN_COLOR,
     NEUTRAL,
     NONE_COLOR,
@@ -32,7 +33,6 @@ from ._sweeps_dynamics import (
     placeholder,
     stride,
 )
-from .base import Scenario, job
 
 NORMS = ("batch", "none")
 NAMES = {"batch": "BatchNorm", "none": "no norm"}
@@ -311,7 +311,7 @@ def _sweep_figure(results: dict) -> go.Figure:
     )
     fig.update_yaxes(range=[0, 100])
     if not fig.data:
-        note(fig, "measuring…")
+        note(fig)
     elif any(r["status"] == "diverged" for n in NORMS for r in sweep_points(results, n)):
         note(fig, "× = diverged (accuracy of the model when it stopped)", y=0.97)
     steps, widths = SWEEP["steps"], "-".join(map(str, SWEEP["widths"]))
@@ -360,7 +360,7 @@ def _probe_figure(results: dict) -> go.Figure:
         annotation_position="top left",
     )
     if not fig.data:
-        note(fig, "measuring…")
+        note(fig)
     return finish(
         fig,
         TITLE_PROBE,
@@ -415,7 +415,7 @@ def _deep_figure(results: dict) -> go.Figure:
                     col=col,
                 )
     if not fig.data:
-        note(fig, "measuring…")
+        note(fig)
     finish(
         fig,
         f"{TITLE_DEEP} (depth 6, lr {lr_text(DEEP_LR)})",

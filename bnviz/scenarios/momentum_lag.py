@@ -15,8 +15,8 @@ from ..figures import layer_color
 from ..measure import precise_statistics
 from ..record import Run
 from ..trainer import Trainer
-from ._sweeps_dynamics import NEUTRAL, clean_list, finish, in_force, note, num, pct, stride
 from .base import Action, Scenario, job
+from .common import NEUTRAL, clean_list, finish, in_force, note, num, pct, stride
 
 MOMENTA = (0.01, 0.1, 0.9, None)
 RUN = dict(widths=(8, 16, 32), batch_size=32, steps=300, lr=0.05, seed=0)
@@ -169,7 +169,7 @@ def _means_figure(results: dict) -> go.Figure:
             col=col,
         )
     if not rows:
-        note(fig, "measuring…")
+        note(fig)
     title = TITLE_MEANS
     if block is not None:
         title += f" (block {block}, channel {channel})"
@@ -232,7 +232,7 @@ def _accuracy_figure(results: dict) -> go.Figure:
     if rows:
         note(fig, "★ = after recomputing precise statistics at the end", y=0.04)
     else:
-        note(fig, "measuring…")
+        note(fig)
     fig.update_yaxes(range=[0, 100])
     return finish(fig, TITLE_ACC, "step (optimizer steps)", "test accuracy, eval mode (%)")
 

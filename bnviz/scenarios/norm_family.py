@@ -11,7 +11,7 @@ from ..config import TrainConfig
 from ..figures import layer_color
 from ..model import group_count
 from ..trainer import train
-from . import _sweeps_normlab as common
+from . import common
 from .base import Scenario, job
 
 WIDTHS = (8, 16, 32)
@@ -161,8 +161,8 @@ def _curve_figure(results: dict, x_key: str, y_key: str, scale: float, title, y_
         )
         shown.add(name)
     if not fig.data:
-        common.note(fig)
-    return common.style(fig, title, "step (optimizer steps)", y_title)
+        common.note(fig, size=14)
+    return common.finish(fig, title, "step (optimizer steps)", y_title)
 
 
 def figures(results: dict) -> list[go.Figure]:

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from ..config import TrainConfig
 from ..figures import layer_color
 from ..trainer import train
-from . import _sweeps_normlab as common
+from . import common
 from .base import Scenario, job
 
 WIDTHS = (8, 16, 32)
@@ -89,8 +89,8 @@ def _curve_figure(results: dict, x_key: str, y_key: str, scale: float, title, y_
         )
         shown.add(key)
     if not fig.data:
-        common.note(fig)
-    return common.style(fig, title, "step (optimizer steps)", y_title)
+        common.note(fig, size=14)
+    return common.finish(fig, title, "step (optimizer steps)", y_title)
 
 
 def _final_figure(results: dict) -> go.Figure:
@@ -116,10 +116,10 @@ def _final_figure(results: dict) -> go.Figure:
                 showlegend=False,
             )
     if not fig.data:
-        common.note(fig)
-    fig.add_hline(y=10, line=dict(color=common.GREY, width=1, dash="dot"))
+        common.note(fig, size=14)
+    fig.add_hline(y=10, line=dict(color=common.NEUTRAL, width=1, dash="dot"))
     fig.update_yaxes(range=[0, 100])
-    return common.style(
+    return common.finish(
         fig,
         f"Final test accuracy, one point per seed (after {STEPS} steps)",
         "",

@@ -10,7 +10,8 @@ import plotly.graph_objects as go
 from ..config import TrainConfig
 from ..record import Run
 from ..trainer import Trainer
-from ._sweeps_dynamics import (
+from .base import Scenario, job
+from .common import (
     BN_COLOR,
     NONE_COLOR,
     clean_list,
@@ -21,7 +22,6 @@ from ._sweeps_dynamics import (
     num,
     pct,
 )
-from .base import Scenario, job
 
 NORMS = ("batch", "none")
 NAMES = {"batch": "BatchNorm", "none": "no norm"}
@@ -173,7 +173,7 @@ def _bands_figure(results: dict) -> go.Figure:
         c, y, x = r["unit"]
         title = f"Sigmoid input, block {r['block']}, unit (channel {c}, y {y}, x {x})"
     else:
-        note(fig, "measuring…")
+        note(fig)
     return finish(fig, title, "step (optimizer steps)", "sigmoid input (pre-activation)")
 
 
@@ -194,7 +194,7 @@ def _accuracy_figure(results: dict) -> go.Figure:
             )
         )
     if not fig.data:
-        note(fig, "measuring…")
+        note(fig)
     fig.update_yaxes(range=[0, 100])
     return finish(fig, TITLE_ACC, "step (optimizer steps)", "test accuracy, eval mode (%)")
 

@@ -13,7 +13,8 @@ import plotly.graph_objects as go
 from ..config import TrainConfig
 from ..record import Run
 from ..trainer import Trainer
-from ._sweeps_dynamics import (
+from .base import Scenario, job
+from .common import (
     BN_COLOR,
     GN_COLOR,
     NEUTRAL,
@@ -24,7 +25,6 @@ from ._sweeps_dynamics import (
     note,
     num,
 )
-from .base import Scenario, job
 
 NORMS = ("batch", "group")
 NAMES = {"batch": "BatchNorm", "group": "GroupNorm"}
@@ -149,7 +149,7 @@ def _sweep_figure(results: dict) -> go.Figure:
                 )
             )
     if not fig.data:
-        note(fig, "measuring…")
+        note(fig)
     finish(
         fig,
         f"{TITLE_SWEEP} ({SWEEP['images']} training images each)",

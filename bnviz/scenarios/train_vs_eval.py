@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 from ..config import TrainConfig
 from ..model import block_sides, build_model
 from ..trainer import Trainer, to_tensor
-from . import _sweeps_normlab as common
+from . import common
 from .base import Action, Scenario, job
 
 WIDTHS = (8, 16, 32)
@@ -93,8 +93,8 @@ def predict_modes(trainer: Trainer, images: int = SINGLE_IMAGES, examples: int =
                 "eval_prob": float(p_eval[i].max()),
                 "train_class": classes[int(pred_single[i])],
                 "train_prob": float(p_single[i].max()),
-                "p_eval": common.clean(p_eval[i]),
-                "p_train": common.clean(p_single[i]),
+                "p_eval": common.float_list(p_eval[i]),
+                "p_train": common.float_list(p_single[i]),
                 "pixels": trainer.data.x_test[int(i), 0].astype(int).tolist(),
             }
             for i in order
@@ -206,7 +206,7 @@ def _single_figure(results: dict) -> go.Figure:
             f"train mode,<br>all {r['images']} as one batch",
         ]
         values = [r["acc_eval"], r["acc_train_single"], r["acc_train_batch"]]
-        colors = [common.BN_COLOR, common.NONE_COLOR, common.GREY]
+        colors = [common.BN_COLOR, common.NONE_COLOR, common.NEUTRAL]
         fig.add_bar(
             x=labels,
             y=[100 * v for v in values],
@@ -216,14 +216,14 @@ def _single_figure(results: dict) -> go.Figure:
             showlegend=False,
             hovertemplate="%{x}<br>accuracy %{y:.1f}%<extra></extra>",
         )
-        fig.add_hline(y=10, line=dict(color=common.GREY, width=1, dash="dot"))
+        fig.add_hline(y=10, line=dict(color=common.NEUTRAL, width=1, dash="dot"))
         fig.update_yaxes(range=[0, 105])
     else:
-        common.note(fig)
+        common.note(fig, size=14)
     title = "Predicting held-out images: accuracy by mode"
     if r and r.get("applicable"):
         title = f"{r['images']} held-out images, accuracy by mode"
-    return common.style(fig, title, "", "test accuracy (%)")
+    return common.finish(fig, title, "", "test accuracy (%)")
 
 
 def _example_figure(results: dict) -> go.Figure:
@@ -258,10 +258,10 @@ def _example_figure(results: dict) -> go.Figure:
         fig.update_xaxes(title_text="class", row=1, col=2)
         title = f"Test image {ex['index']} (class: {ex['label']}): predicted probabilities"
     else:
-        common.note(fig)
+        common.note(fig, size=14)
         title = "One test image: predicted probabilities"
     fig.update_layout(barmode="group")
-    return common.style(fig, title, None, None)
+    return common.finish(fig, title, None, None)
 
 
 def _gap_figure(results: dict) -> go.Figure:
@@ -288,16 +288,17 @@ def _gap_figure(results: dict) -> go.Figure:
             hovertemplate="batch %{x}<br>gap %{y:+.1f} pp<extra></extra>",
         )
     if fig.data:
-        fig.add_hline(y=0, line=dict(color=common.GREY, width=1))
+        fig.add_hline(y=0, line=dict(color=common.NEUTRAL, width=1))
     else:
-        common.note(fig)
+        common.note(fig, size=14)
     fig.update_xaxes(tickvals=sorted({*EVAL_BATCHES, *TRAIN_BATCHES}))
-    return common.style(
+    return common.finish(
         fig,
         "Gap: accuracy with batch statistics − with running statistics",
         "batch size (log scale)",
         "gap (percentage points)",
         log_x=True,
+        exponentformat="power",
     )
 
 
@@ -317,17 +318,18 @@ def _accuracy_figure(results: dict) -> go.Figure:
                 line=dict(color=color, dash=dash),
                 hovertemplate="batch %{x}<br>accuracy %{y:.1f}%<extra>" + name + "</extra>",
             )
-        fig.add_hline(y=10, line=dict(color=common.GREY, width=1, dash="dot"))
+        fig.add_hline(y=10, line=dict(color=common.NEUTRAL, width=1, dash="dot"))
         fig.update_yaxes(range=[0, 100])
     else:
-        common.note(fig)
+        common.note(fig, size=14)
     fig.update_xaxes(tickvals=list(EVAL_BATCHES))
-    return common.style(
+    return common.finish(
         fig,
         "One trained network, test accuracy by evaluation batch size",
         "batch size of the test batches (log scale)",
         "test accuracy (%)",
         log_x=True,
+        exponentformat="power",
     )
 
 

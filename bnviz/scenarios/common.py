@@ -1,0 +1,266 @@
+"""Small helpers shared by the classroom scenarios: the figure house style, 'measuring…' notes,
+number formatting, JSON-safe floats, and bare training and measuring without recording.
+Plain Python, numpy, torch and plotly."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+import torch.nn.functional as F
+
+from ..record import Run
+from ..trainer import Trainer, to_tensor
+
+BN_COLOR = "#0072B2"  # BatchNorm, drawn solid
+NONE_COLOR = "#D55E00"  # no normalization (or the baseline), drawn dashed
+GN_COLOR = "#009E73"  # GroupNorm
+NEUTRAL = "#8C8C8C"  # references: chance, full training, notes
+HEIGHT = 360
+MARGIN = dict(l=10, r=10, t=60, b=10)
+LEGEND = dict(orientation="h", y=-0.25, x=0, xanchor="left", yanchor="top")
+MEASURING = "measuring…"
+CURVE_POINTS = 50  # training-loss curves are averaged down to at most this many points
+
+
+# --- figures -------------------------------------------------------------------------------
+
+
+def finish(
+    fig: go.Figure,
+    title: str,
+    x_title: str | None,
+    y_title: str | None,
+    log_x: bool = False,
+    log_y: bool = False,
+    height: int = HEIGHT,
+    *,
+    exponentformat: str | None = None,
+) -> go.Figure:
+    """The house style: short title, axis titles with units, legend under the plot. Log axes
+    label their ticks with `exponentformat` if given ('power': 10⁻³), else plotly's default."""
+    fig.update_layout(
+        title=dict(text=title, x=0, xanchor="left"),
+        height=height,
+        margin=MARGIN,
+        legend=LEGEND,
+        hovermode="closest",
+    )
+    fig.update_xaxes(title_text=x_title)
+    fig.update_yaxes(title_text=y_title)
+    log = (
+        dict(type="log")
+        if exponentformat is None
+        else dict(type="log", exponentformat=exponentformat)
+    )
+    if log_x:
+        fig.update_xaxes(**log)
+    if log_y:
+        fig.update_yaxes(**log)
+    return fig
+
+
+def note(fig: go.Figure, text: str = MEASURING, y: float = 0.5, size: int = 15) -> go.Figure:
+    """A centred grey note on the plot area, 'measuring…' unless told otherwise."""
+    fig.add_annotation(
+        text=text,
+        x=0.5,
+        y=y,
+        xref="paper",
+        yref="paper",
+        showarrow=False,
+        font=dict(size=size, color=NEUTRAL),
+    )
+    return fig
+
+
+def placeholder(title: str, x_title: str, y_title: str, **kwargs) -> go.Figure:
+    """An empty figure that says its numbers are being measured."""
+    return note(finish(go.Figure(), title, x_title, y_title, **kwargs), MEASURING)
+
+
+# --- numbers and text ----------------------------------------------------------------------
+
+
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def pct(value: float | None) -> str:
+    """An accuracy (0..1) as a percentage with one decimal ('47.2%'), or 'n/a'."""
+    return f"{100 * value:.1f}%" if _finite(value) else "n/a"
+
+
+def pp(value: float | None) -> str:
+    """A difference of accuracies in signed percentage points ('+3.1 pp'), or 'n/a'."""
+    return f"{100 * value:+.1f} pp" if _finite(value) else "n/a"
+
+
+def pts(value: float | None) -> str:
+    """A size of a difference of accuracies in percentage points (unsigned), or 'n/a'."""
+    return f"{100 * abs(value):.1f} pp" if _finite(value) else "n/a"
+
+
+def num(value: float | None, digits: int = 3) -> str:
+    """A measured number, short ('0.0123', '4.56e+03'), or 'n/a'."""
+    return f"{value:.{digits}g}" if _finite(value) else "n/a"
+
+
+def lr_text(lr: float) -> str:
+    return f"{lr:g}"
+
+
+# --- JSON-ready values ---------------------------------------------------------------------
+
+
+def clean(value) -> float:
+    """A JSON-ready float: non-finite values become NaN."""
+    value = float(value)
+    return value if math.isfinite(value) else math.nan
+
+
+def float_list(values) -> list[float]:
+    """Plain floats for a JSON result (numpy and torch scalars converted, nothing else changed)."""
+    return [float(v) for v in np.asarray(values, dtype=np.float64).ravel()]
+
+
+def clean_list(values: Sequence | np.ndarray) -> list[float]:
+    """Plain floats for a JSON result, non-finite values as NaN."""
+    return [clean(v) for v in float_list(values)]
+
+
+def finite_mean(values: Iterable) -> float:
+    """Mean of the finite values (NaN if there are none)."""
+    arr = np.asarray([v for v in values if v is not None], dtype=np.float64).ravel()
+    arr = arr[np.isfinite(arr)]
+    return float(arr.mean()) if len(arr) else math.nan
+
+
+def mean_rows(rows: list[list[float]]) -> np.ndarray:
+    """Element-wise mean over runs of per-step series of possibly different lengths (a run that
+    stopped early contributes to the steps it reached)."""
+    width = max(len(r) for r in rows)
+    padded = np.full((len(rows), width), np.nan)
+    for i, r in enumerate(rows):
+        padded[i, : len(r)] = np.asarray(r, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        counts = np.isfinite(padded).sum(0)
+        sums = np.where(np.isfinite(padded), padded, 0.0).sum(0)
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def stride(n: int, cap: int = 300) -> np.ndarray:
+    """At most `cap` evenly spaced indices out of n, the last one included."""
+    if n <= cap:
+        return np.arange(n)
+    idx = np.arange(0, n, math.ceil(n / (cap - 1)))
+    return idx if idx[-1] == n - 1 else np.append(idx, n - 1)
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+def in_force(run, field: str):
+    """The value of batch_size, lr, eps or momentum in force at the run's latest step."""
+    value = getattr(run.config, field)
+    for change in run.changes:
+        if change["field"] == field:
+            value = change["new"]
+    return value
+
+
+def loss_curve(run: Run, points: int = CURVE_POINTS) -> tuple[list[int], list[float]]:
+    """The training loss averaged over consecutive windows of steps: (last step of each
+    window, mean loss in it). Windows are equal in length, at most `points` of them."""
+    loss = np.asarray(run.metric("train_loss"), dtype=np.float64)
+    n = len(loss)
+    if n == 0:
+        return [], []
+    size = max(1, math.ceil(n / points))
+    edges = list(range(0, n, size)) + [n]
+    steps = [int(run.steps[b - 1]) for b in edges[1:]]
+    means = [float(loss[a:b].mean()) for a, b in zip(edges, edges[1:])]
+    return steps, means
+
+
+def final_loss(run: Run, last: int = 20) -> float:
+    """Mean training loss over the last `last` steps (one batch's loss is noisy)."""
+    loss = np.asarray(run.metric("train_loss"), dtype=np.float64)
+    return float(loss[-last:].mean()) if len(loss) else math.nan
+
+
+def curves(run: Run) -> dict:
+    """A finished run as a JSON-ready summary: status, loss curve (windowed means), test
+    accuracy over training in both modes, and the final numbers."""
+    loss_steps, loss = loss_curve(run)
+    return {
+        "status": run.status,
+        "message": run.message,
+        "steps": run.num_steps,
+        "loss_steps": loss_steps,
+        "loss": loss,
+        "eval_steps": [int(s) for s in run.eval_steps],
+        "acc_running": float_list(run.acc_running_stats),
+        "acc_batch": float_list(run.acc_batch_stats),
+        "final_acc": float(run.acc_running_stats[-1]),
+        "final_acc_batch": float(run.acc_batch_stats[-1]),
+        "final_loss": final_loss(run),
+    }
+
+
+# --- training and measuring without recording ----------------------------------------------
+
+
+@torch.no_grad()
+def eval_accuracy(trainer: Trainer) -> float:
+    """Test accuracy in eval mode (running statistics) only, on the trainer's held-out images;
+    half the cost of Trainer.accuracy(), which also measures with batch statistics."""
+    model = trainer.model
+    model.eval()
+    try:
+        return float((model(trainer.eval_x).argmax(1) == trainer.eval_y).float().mean())
+    finally:
+        model.train()
+
+
+@torch.no_grad()
+def norm_input(trainer: Trainer, layer: int, x: torch.Tensor) -> torch.Tensor:
+    """The input of block `layer`'s norm for images x (eval mode: no buffer changes, nothing
+    recorded)."""
+    captured = []
+    norm = trainer.model.blocks[layer].norm
+    handle = norm.register_forward_pre_hook(lambda m, args: captured.append(args[0]))
+    was_recording, trainer._recording = trainer._recording, False
+    try:
+        trainer.model.eval()
+        trainer.model(x)
+    finally:
+        trainer.model.train()
+        trainer._recording = was_recording
+        handle.remove()
+    return captured[0]
+
+
+def bare_steps(trainer: Trainer, steps: int) -> tuple[str, int]:
+    """`steps` plain optimizer steps on the trainer's own model, optimizer and batch order, with
+    no recording (several times cheaper per step than Trainer.step at tiny batch sizes).
+    Returns (status, steps done): 'completed', 'diverged' (non-finite loss) or 'failed'."""
+    model, optimizer, data = trainer.model, trainer.optimizer, trainer.data
+    model.train()
+    for k in range(steps):
+        idx = trainer.batches.next(trainer.batch_size)
+        x = to_tensor(data, data.x_train[idx])
+        y = torch.from_numpy(data.y_train[idx])
+        try:
+            loss = F.cross_entropy(model(x), y)
+        except ValueError:  # one value per channel in BatchNorm
+            return "failed", k
+        if not math.isfinite(loss.item()):
+            return "diverged", k + 1
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return "completed", steps
