@@ -27,7 +27,7 @@ class BatchNoise:
     full_var: float
 
 
-def _norm_inputs(trainer: Trainer, layer: int, x: torch.Tensor) -> torch.Tensor:
+def norm_inputs(trainer: Trainer, layer: int, x: torch.Tensor) -> torch.Tensor:
     """The input of block `layer`'s norm for images x, in eval mode (no buffer changes)."""
     captured = []
     norm = trainer.model.blocks[layer].norm
@@ -51,7 +51,7 @@ def batch_noise(
     size), drawn from the held-out images without replacement within each batch."""
     batch_size = batch_size or trainer.batch_size
     x = trainer.eval_x
-    values = _norm_inputs(trainer, layer, x)[:, channel]  # images x H x W
+    values = norm_inputs(trainer, layer, x)[:, channel]  # images x H x W
     rng = np.random.default_rng([trainer.config.seed, 2, batch_size])
     size = min(batch_size, len(values))
     means, variances = [], []
@@ -85,7 +85,7 @@ def check_scratch_against_torch(trainer: Trainer, layer: int = 0) -> ScratchChec
     implementations (training mode, this run's gamma, beta, eps, momentum)."""
     data = trainer.data
     idx = np.arange(min(trainer.batch_size, len(data.y_train)))
-    x = _norm_inputs(trainer, layer, to_tensor(data, data.x_train[idx]))
+    x = norm_inputs(trainer, layer, to_tensor(data, data.x_train[idx]))
     channels = x.shape[1]
     source = trainer.model.blocks[layer].norm
     momentum = getattr(source, "momentum", trainer.config.momentum)

@@ -226,24 +226,6 @@ def eval_accuracy(trainer: Trainer) -> float:
         model.train()
 
 
-@torch.no_grad()
-def norm_input(trainer: Trainer, layer: int, x: torch.Tensor) -> torch.Tensor:
-    """The input of block `layer`'s norm for images x (eval mode: no buffer changes, nothing
-    recorded)."""
-    captured = []
-    norm = trainer.model.blocks[layer].norm
-    handle = norm.register_forward_pre_hook(lambda m, args: captured.append(args[0]))
-    was_recording, trainer._recording = trainer._recording, False
-    try:
-        trainer.model.eval()
-        trainer.model(x)
-    finally:
-        trainer.model.train()
-        trainer._recording = was_recording
-        handle.remove()
-    return captured[0]
-
-
 def bare_steps(trainer: Trainer, steps: int) -> tuple[str, int]:
     """`steps` plain optimizer steps on the trainer's own model, optimizer and batch order, with
     no recording (several times cheaper per step than Trainer.step at tiny batch sizes).

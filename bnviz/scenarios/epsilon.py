@@ -16,6 +16,7 @@ import torch
 from .. import datasets
 from ..config import TrainConfig
 from ..figures import layer_color
+from ..measure import norm_inputs
 from ..trainer import Trainer
 from . import common
 from .base import Scenario, job
@@ -58,7 +59,7 @@ def measure_gain(trainer: Trainer, eps: float, x: torch.Tensor | None = None) ->
     input, scales each channel's standard deviation by std(out) / std(in) = |gamma| / sqrt(var
     + eps) (gamma is 1 at init; divided out after training). x: that input, if already known."""
     if x is None:
-        x = common.norm_input(trainer, 0, trainer.eval_x)
+        x = norm_inputs(trainer, 0, trainer.eval_x)
     var = x.double().var(dim=(0, 2, 3), unbiased=False)
     bn = copy.deepcopy(trainer.model.blocks[0].norm)
     bn.eps = eps
@@ -103,7 +104,7 @@ def gain_at_init(
     """The first BN's gain per channel at init for every eps of the grid (no training), and how
     many channels of each block have eps >= their input variance at that eps."""
     trainer = _trainer(scale, eps_grid[0], widths, seed, 1)
-    x = common.norm_input(trainer, 0, trainer.eval_x)  # the same for every eps
+    x = norm_inputs(trainer, 0, trainer.eval_x)  # the same for every eps
     rows = [measure_gain(trainer, eps, x) for eps in eps_grid]
     dominated = []
     for eps in eps_grid:
