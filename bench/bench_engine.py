@@ -1,7 +1,7 @@
 """Instrumentation overhead: bnviz.Trainer steps against a bare PyTorch loop on the same model,
 batch size and optimizer, in one process, rounds interleaved, medians reported.
 
-    python -m bench.bench_engine [--rounds 7] [--steps 20]
+    python -m bench.bench_engine [--rounds 11] [--steps 30]
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def seconds_per_step(stepper, steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=20, help="steps per round and variant")
+    parser.add_argument("--rounds", type=int, default=11)
+    parser.add_argument("--steps", type=int, default=30, help="steps per round and variant")
     args = parser.parse_args()
     torch.set_num_threads(1)  # one core per session, as on the shared server
 
