@@ -205,3 +205,14 @@ def test_one_value_per_channel_is_explained_not_crashed_on(app):
     assert session(app).run.status == "failed"
     assert any("Expected more than 1 value per channel" in e.value for e in app.error)
     assert any("teaching moment" in i.value for i in app.info)
+
+
+def test_changes_after_the_run_finished_wait_for_reset(app):
+    app.select_slider(key="steps").set_value(100).run()
+    while not app.button(key="step").disabled:
+        app.button(key="step").click().run()
+    assert session(app).state == "finished"
+    app.select_slider(key="lr").set_value(0.01).run()
+    assert session(app).run.changes == []  # no marker past the end of the run
+    app.button(key="reset").click().run()
+    assert session(app).run.config.lr == 0.01

@@ -53,7 +53,7 @@ def _current_session(config: TrainConfig, twin: str) -> Session:
     if session is None or (session.replay is None and session.key != structural_key(config, twin)):
         with st.spinner(f"Training the first {FIRST_STEPS} steps..."):
             session = _start(config, twin)
-    elif session.replay is None:
+    elif not session.finished:  # a finished run keeps its settings; Reset starts with new ones
         with session.guard:
             session.apply_live_changes(config)
     st.session_state["session"] = session
