@@ -216,3 +216,11 @@ def test_changes_after_the_run_finished_wait_for_reset(app):
     assert session(app).run.changes == []  # no marker past the end of the run
     app.button(key="reset").click().run()
     assert session(app).run.config.lr == 0.01
+
+
+def test_the_community_cloud_entry_point_runs_the_same_app():
+    cloud = Path(APP).parent / "cloud" / "streamlit_app.py"
+    at = AppTest.from_file(str(cloud), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert session(at).run.num_steps == FIRST_STEPS
+    assert "torch==2.13.0+cpu" in (cloud.parent / "requirements.txt").read_text()
