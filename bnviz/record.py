@@ -139,6 +139,10 @@ class Run:
         """grad_norm or update_ratio of one parameter tensor, one value per step."""
         return self.table.get(f"{name}:{stat}")
 
+    def config_in_force(self) -> TrainConfig:
+        """The config with every mid-run change applied: the settings of the latest step."""
+        return self.config.replace(**{c["field"]: c["new"] for c in self.changes})
+
     @property
     def nbytes(self) -> int:
         """Approximate memory held by the record."""
@@ -344,7 +348,7 @@ def _from_dict(d: dict) -> Run:
             columns[f"{name}:{stat}"] = _decode(stats[stat], (n,), f"{name}.{stat}")
     rows = np.zeros((n, sum(s.stop - s.start for s in run.table.columns.values())), np.float32)
     for key, cols in run.table.columns.items():
-        rows[:, cols] = columns[key].reshape(n, -1)
+        rows[:, cols] = columns[key].reshape(n, cols.stop - cols.start)
     for row in rows:
         run.table.append(row)
     ev = d["eval"]

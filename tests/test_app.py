@@ -224,3 +224,17 @@ def test_the_community_cloud_entry_point_runs_the_same_app():
     assert not at.exception
     assert session(at).run.num_steps == FIRST_STEPS
     assert "torch==2.13.0+cpu" in (cloud.parent / "requirements.txt").read_text()
+
+
+def test_status_line_shows_the_settings_in_force_and_finished_runs_say_reset():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["lr"] = "1000"
+    at.query_params["norm"] = "none"
+    at.run()
+    assert session(at).state == "diverged"
+    at.select_slider(key="lr").set_value(0.05).run()
+    assert any("press **Reset**" in i.value for i in at.info)
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    fresh.select_slider(key="batch_size").set_value(8).run()
+    captions = " ".join(c.value for c in fresh.caption)
+    assert "batch 8" in captions and "batch 64" not in captions

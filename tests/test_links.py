@@ -104,3 +104,10 @@ def test_link_query_round_trips_through_parse():
         key, value = part.split("=")
         if key in controls.CONTROLS:
             assert controls.parse(key, value) == values[key]
+
+
+def test_a_links_hide_lock_survives_picking_another_scenario():
+    at = open_link(hide="eps")
+    at.selectbox(key="scenario").set_value("momentum-lag").run()
+    assert "eps" in at.session_state["hidden"]
+    assert "eps" not in {w.key for w in at.get("select_slider")}

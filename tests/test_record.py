@@ -117,3 +117,11 @@ def test_load_reads_only_json(tmp_path):
     (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(ValueError):
         Run.load(tmp_path / "deep.json")
+
+
+def test_a_run_without_steps_round_trips():
+    """A run that failed at its first step (one value per channel) has no rows."""
+    run = train(TrainConfig(widths=(4, 4, 4, 4, 4, 4), batch_size=1, steps=3))
+    assert run.num_steps == 0 and run.status == "failed"
+    loaded = Run.from_json(run.to_json())
+    assert loaded.to_dict() == run.to_dict() and loaded.message == run.message

@@ -7,6 +7,7 @@ import torch
 from conftest import check_preset
 
 from bnviz import TrainConfig, Trainer
+from bnviz.measure import precise_statistics
 from bnviz.scenarios.common import num, pct
 from bnviz.scenarios.momentum_lag import (
     MOMENTA,
@@ -101,14 +102,19 @@ def test_explain_says_so_when_precise_statistics_do_not_help(results):
     assert f"helped most at momentum {momentum_name(best)}: +{num(100 * gains[best], 3)}" in text
 
 
-def test_action_recomputes_the_live_trainer():
+def test_action_measures_precise_statistics_and_leaves_the_live_run_alone():
     trainer = Trainer(TrainConfig(widths=(8, 16), batch_size=32, momentum=0.01, steps=40))
     trainer.step(40)
-    before = trainer.model.blocks[-1].norm.running_mean.clone()
+    state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    acc_before = trainer.accuracy()[0]
     result = PRECISE_ACTION.fn(trainer)
     assert result["applicable"] and result["batches"] > 0
-    assert not torch.equal(before, trainer.model.blocks[-1].norm.running_mean)
-    assert result["acc_after"] == trainer.accuracy()[0]
+    assert result["acc_before"] == acc_before
+    after = trainer.model.state_dict()
+    assert all(torch.equal(state[k], after[k]) for k in state)  # restored for the live run
+    # the reported accuracy is what the recomputed statistics give
+    recomputed = precise_statistics(trainer, batches=result["batches"])
+    assert result["acc_after"] == recomputed["acc_after"]
     text = PRECISE_ACTION.render(result)
     assert pct(result["acc_before"]) in text and pct(result["acc_after"]) in text
     assert "step 40" in text

@@ -615,8 +615,10 @@ def explain(results: dict, run: Run | None, twin: Run | None) -> str:
     lines = [
         "Ioffe & Szegedy (2015, section 3.3) report that BN tolerates much higher learning "
         "rates; Bjorck et al. (2018) show why: without BN, large steps make the loss and the "
-        "activations blow up with depth. That is a claim to test, not to repeat: with ReLU and "
-        "Adam it sometimes does not hold (switch the optimizer to Adam and try)."
+        "activations blow up with depth. That is a claim to test, not to repeat: it is not "
+        "guaranteed (it has been reported not to hold with ReLU and Adam). The sweep below uses "
+        "SGD with momentum; switch the optimizer to Adam in the sidebar to measure that case on "
+        "the live run."
     ]
     if not results:
         lines.append("The learning-rate sweep and the probes are being measured.")

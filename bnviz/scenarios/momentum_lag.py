@@ -345,18 +345,20 @@ def explain(results: dict, run: Run | None, twin: Run | None) -> str:
 
 
 def recompute_precise(trainer: Trainer, batches: int = PRECISE_BATCHES) -> dict:
-    """Precise statistics on the live main network (Ioffe & Szegedy, Algorithm 2). The running
-    buffers are restored if the recomputation fails (e.g. one value per channel)."""
+    """Precise statistics on the live main network (Ioffe & Szegedy, Algorithm 2), measured
+    and then undone: the live run goes on with its own running averages, so its recorded
+    statistics and the update formula stay consistent."""
     blocks = trainer.model.blocks
     norms = [b.norm for b in blocks if getattr(b.norm, "running_mean", None) is not None]
     saved = [{k: v.clone() for k, v in n.state_dict().items()} for n in norms]
     try:
         result = precise_statistics(trainer, batches=batches)
     except (ValueError, RuntimeError) as e:
+        return {"error": str(e), "step": trainer.steps_done}
+    finally:
         with torch.no_grad():
             for n, state in zip(norms, saved):
                 n.load_state_dict(state)
-        return {"error": str(e), "step": trainer.steps_done}
     return {
         "acc_before": float(result["acc_before"]),
         "acc_after": float(result["acc_after"]),
@@ -380,7 +382,8 @@ def render_precise(result: dict) -> str:
         f"At step {result['step']}: test accuracy in eval mode {pct(result['acc_before'])} "
         f"before, **{pct(result['acc_after'])}** after recomputing every BatchNorm's running "
         f"mean and variance as a plain average over {result['batches']} training batches of "
-        f"{result['batch_size']} ({delta:+.1f} points). Training continues from these statistics."
+        f"{result['batch_size']} ({delta:+.1f} points). The live run then goes on with its own "
+        "running averages, so press again at a later step to compare."
     )
 
 

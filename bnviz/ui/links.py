@@ -31,9 +31,9 @@ def apply_scenario(scenario_id: str) -> None:
     preset = {} if scenario_id == FREE_PLAY else SCENARIOS[scenario_id].preset
     for key, default in DEFAULTS.items():
         st.session_state[key] = preset.get(key, default)
-    st.session_state["hidden"] = (
-        [] if scenario_id == FREE_PLAY else list(SCENARIOS[scenario_id].hidden)
-    )
+    own = [] if scenario_id == FREE_PLAY else list(SCENARIOS[scenario_id].hidden)
+    # a link's ?hide= stays in force whatever scenario is picked: the teacher's lock holds
+    st.session_state["hidden"] = sorted(set(own) | set(st.session_state.get("link_hidden", [])))
     if scenario_id != FREE_PLAY:
         st.session_state["view"] = SCENARIOS[scenario_id].view
 
@@ -57,8 +57,9 @@ def apply_link(params: dict[str, str]) -> list[str]:
     for key in hidden:
         if key not in CONTROLS:
             notes.append(f"hide: unknown control {echo(key)}")
+    st.session_state["link_hidden"] = [k for k in hidden if k in CONTROLS]
     st.session_state["hidden"] = sorted(
-        set(st.session_state["hidden"]) | {k for k in hidden if k in CONTROLS}
+        set(st.session_state["hidden"]) | set(st.session_state["link_hidden"])
     )
     view = params.pop("view", None)
     if view is not None:

@@ -134,7 +134,7 @@ def _status(session: Session):
     if session.replay is None and session.steps_per_second:
         text += f" · {session.steps_per_second:.0f} steps/s"
     st.markdown(text)
-    st.caption(describe(run.config))
+    st.caption(describe(run.config_in_force()))
     if state in ("diverged", "failed"):
         st.error(run.message, icon=":material/error:")
     if "more than 1 value per channel" in run.message:
@@ -192,5 +192,12 @@ def main():
     if session.replay is not None:
         st.info("Replaying a saved run: the sidebar does not apply until you go back to live.")
     _buttons(session)
+    if session.replay is None and session.finished:
+        waiting = session.pending_changes(config)
+        if waiting:
+            st.info(
+                f"This run has ended, so the new {', '.join(waiting)} will apply when you press "
+                "**Reset**, which starts again from the initial weights."
+            )
     busy = session.playing or scenario_panel.pending(_scenario())
     st.fragment(_body, run_every=REFRESH_SECONDS if busy else None)(session)

@@ -51,7 +51,10 @@ def _guarded(job):
 def _progress(scenario: Scenario, done: Results, missing: list) -> None:
     total = len(done) + len(missing)
     if not missing:
+        if st.session_state.pop("jobs_running", None) == scenario.id:
+            st.rerun()  # the last result is in: stop the timed refresh
         return
+    st.session_state["jobs_running"] = scenario.id
     if scenario.id in _cancelled():
         st.info(f"Experiments paused after {len(done)} of {total}.")
         if st.button("Resume the experiments", key="resume_jobs"):
@@ -73,12 +76,13 @@ def _progress(scenario: Scenario, done: Results, missing: list) -> None:
 def _actions(scenario: Scenario, session: Session) -> None:
     store = st.session_state.setdefault("action_results", {})
     for i, action in enumerate(scenario.actions):
+        key = (session.serial, scenario.id, action.label)  # results belong to this run
         disabled = session.trainer is None
         if st.button(action.label, key=f"action_{i}", help=action.help, disabled=disabled):
             with session.guard:
-                store[(scenario.id, action.label)] = action.fn(session.trainer)
-        if (scenario.id, action.label) in store:
-            st.markdown(action.render(store[(scenario.id, action.label)]))
+                store[key] = action.fn(session.trainer)
+        if key in store:
+            st.markdown(action.render(store[key]))
 
 
 def render(scenario: Scenario, session: Session) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from ..config import TrainConfig
@@ -33,6 +34,7 @@ class Session:
     playing: bool = False
     steps_per_second: float = 0.0
     key: tuple = field(default=())
+    serial: str = field(default_factory=lambda: uuid.uuid4().hex)  # identifies this run
     # Streamlit may start a new script run while the old one is still inside a training step;
     # everything that touches the model holds this lock.
     guard: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
@@ -96,10 +98,14 @@ class Session:
             self.playing = False
         return done
 
+    def pending_changes(self, config: TrainConfig) -> list[str]:
+        """The live fields whose value in config differs from the one in force."""
+        settings = self.lock.trainers[0].settings
+        return [k for k in LIVE_FIELDS if getattr(config, k) != settings[k]]
+
     def apply_live_changes(self, config: TrainConfig) -> list[str]:
         """Apply changed batch size / eps / momentum / lr from the next step on."""
-        settings = self.lock.trainers[0].settings
-        changes = {k: getattr(config, k) for k in LIVE_FIELDS if getattr(config, k) != settings[k]}
+        changes = {k: getattr(config, k) for k in self.pending_changes(config)}
         if changes:
             self.lock.set(**changes)
         return list(changes)

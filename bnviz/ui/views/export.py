@@ -69,7 +69,8 @@ def render(session: Session) -> None:
     left, right = st.columns(2)
     with left:
         st.subheader("Download")
-        name = f"bnviz-{run.config.norm}-bs{run.config.batch_size}-step{run.num_steps}"
+        config = run.config_in_force()
+        name = f"bnviz-{config.norm}-bs{config.batch_size}-step{run.num_steps}"
         st.download_button(
             "Run record (JSON)",
             run.to_json,

@@ -26,14 +26,14 @@ def render(session: Session) -> None:
     cols = st.columns([1, 1, 3])
     layer = pick_layer(run, "noise_layer", cols[0])
     channel = pick_channel(run, layer, "noise_channel", cols[1])
-    key = (run.num_steps, layer, channel, trainer.batch_size)
-    cached = st.session_state.get("batch_noise")
+    key = (session.serial, layer, channel, trainer.batch_size)
+    cached = st.session_state.get("batch_noise")  # (key, step, measurement)
     # while playing, an older step's measurement is kept: refreshes stay fast
-    if cached and (cached[0] == key or (session.playing and cached[0][1:] == key[1:])):
-        noise = cached[1]
+    if cached and cached[0] == key and (cached[1] == run.num_steps or session.playing):
+        noise = cached[2]
     else:
         noise = batch_noise(trainer, layer, channel)
-        st.session_state["batch_noise"] = (key, noise)
+        st.session_state["batch_noise"] = (key, run.num_steps, noise)
     chart(figures.batch_noise_figure(noise), "batch_noise")
     st.caption(
         f"64 batches of {noise.batch_size} held-out images through the current model (eval "
