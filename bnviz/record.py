@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import TrainConfig
+from .config import MAX_STEPS, TrainConfig
 
 FORMAT = "bnviz-run"
 VERSION = 1
@@ -20,6 +20,7 @@ STATUSES = ("running", "completed", "stopped", "diverged", "failed")
 STEP_STATS = ("batch_mean", "batch_var", "running_mean", "running_var", "gamma", "beta")
 HIST_KINDS = ("pre_norm", "post_norm", "post_act")
 MAX_SNAPSHOTS = 300  # past this, every other snapshot is dropped and the cadence doubles
+MAX_PARAMS = 64  # parameter tensors of the largest model (6 blocks) are far fewer
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
@@ -309,8 +310,16 @@ def _from_dict(d: dict) -> Run:
     config = TrainConfig.from_dict(d["config"])
     if d["status"] not in STATUSES:
         raise ValueError(f"not a valid bnviz run: status must be one of {', '.join(STATUSES)}")
+    # Everything that sizes an allocation is checked against the config first, so a hostile
+    # file cannot ask for gigabytes (channel counts, layer counts, parameter names, steps).
+    if not isinstance(d["layers"], list) or len(d["layers"]) != len(config.widths):
+        raise ValueError("not a valid bnviz run: one layer entry per block of config.widths")
+    if not isinstance(d["steps"], list) or len(d["steps"]) > MAX_STEPS:
+        raise ValueError(f"not a valid bnviz run: steps must be a list of at most {MAX_STEPS}")
     infos = []
-    for layer in d["layers"]:
+    for layer, width in zip(d["layers"], config.widths):
+        if layer["channels"] != width or not 0 <= layer["tracked_channels"] <= width:
+            raise ValueError("not a valid bnviz run: layer channels do not match config.widths")
         unit = tuple(int(u) for u in layer["unit"])
         if len(unit) != 3:
             raise ValueError("not a valid bnviz run: unit must be (channel, y, x)")
@@ -326,8 +335,8 @@ def _from_dict(d: dict) -> Run:
                 tracked_channels=_int(layer["tracked_channels"], "tracked_channels"),
             )
         )
-    if not isinstance(d["params"], dict):
-        raise ValueError("not a valid bnviz run: params must be an object")
+    if not isinstance(d["params"], dict) or len(d["params"]) > MAX_PARAMS:
+        raise ValueError(f"not a valid bnviz run: params must be an object of <= {MAX_PARAMS}")
     run = Run(config, infos, list(d["params"]))
     run.status, run.message = d["status"], str(d["message"])
     run.diverged_step = None if d["diverged_step"] is None else _int(d["diverged_step"], "step")

@@ -125,3 +125,28 @@ def test_a_run_without_steps_round_trips():
     assert run.num_steps == 0 and run.status == "failed"
     loaded = Run.from_json(run.to_json())
     assert loaded.to_dict() == run.to_dict() and loaded.message == run.message
+
+
+def test_hostile_files_are_rejected_before_anything_large_is_allocated(small_trainer, tmp_path):
+    import io
+    import zipfile
+
+    import torch
+
+    checkpoint = io.BytesIO()
+    torch.save({"weights": torch.zeros(3)}, checkpoint)  # a zip archive holding a pickle
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("run.json", "0" * 10_000_000)  # compresses to a few kB
+    for data in (checkpoint.getvalue(), archive.getvalue()):
+        with pytest.raises(ValueError, match="not JSON"):
+            Run.from_json(data)
+    d = small_trainer.run.to_dict()
+    for mutate, words in (
+        (lambda d: d["layers"][0].update(channels=10**9), "channels"),
+        (lambda d: d["layers"].append(d["layers"][0]), "one layer entry per block"),
+        (lambda d: d.update(params={f"p{i}": {} for i in range(10**5)}), "params"),
+        (lambda d: d.update(steps=list(range(10**6))), "steps"),
+    ):
+        with pytest.raises(ValueError, match=words):
+            Run.from_dict(_bad(d, mutate))
