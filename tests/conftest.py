@@ -1,3 +1,5 @@
+import collections
+
 import pytest
 import torch
 
@@ -24,18 +26,12 @@ def check_preset(scenario) -> None:
     """A scenario's preset holds only values a sidebar control accepts (each survives the
     app's own parse() as the text a link would carry, unchanged and of the same type), and
     its view is one the app has."""
-    from bnviz.ui.controls import CONTROLS, parse
+    from bnviz.ui.controls import CONTROLS, parse, to_text
     from bnviz.ui.links import VIEWS
 
     for key, value in scenario.preset.items():
         assert key in CONTROLS, key
-        if isinstance(value, bool):
-            text = str(value).lower()
-        elif isinstance(value, float):
-            text = f"{value:g}"
-        else:
-            text = str(value)
-        parsed = parse(key, text)
+        parsed = parse(key, to_text(value))
         assert parsed == value and type(parsed) is type(value), (key, value, parsed)
     assert scenario.view in VIEWS, scenario.view
 
@@ -48,3 +44,13 @@ def check_explain_without_runs(scenario) -> None:
         assert isinstance(scenario.explain({}, run, None), str)
         assert isinstance(scenario.explain({}, run, run), str)
     assert isinstance(scenario.explain({}, None, None), str)
+
+
+# What the suite tried, printed at the end of every run (fuzz cases, hostile inputs, ...).
+TALLY: collections.Counter = collections.Counter()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if TALLY:
+        tried = ", ".join(f"{count} {what}" for what, count in sorted(TALLY.items()))
+        terminalreporter.write_line(f"tried: {tried}")

@@ -90,6 +90,11 @@ def parse(key: str, text: str):
         raise ValueError(f"{key} must be {allowed(key)}; got {echo(text)}") from None
 
 
+def to_text(value) -> str:
+    """A control value as it appears in a link (parse() reads it back)."""
+    return f"{value:g}" if isinstance(value, float) else str(value).lower()
+
+
 def link_query(values: dict, scenario: str | None, hidden: list[str], view: str | None) -> str:
     """The query string that reproduces these settings (only what differs from defaults)."""
     params = {}
@@ -97,7 +102,7 @@ def link_query(values: dict, scenario: str | None, hidden: list[str], view: str 
         params["scenario"] = scenario
     for key, value in values.items():
         if key in CONTROLS and value != DEFAULTS[key]:
-            params[key] = f"{value:g}" if isinstance(value, float) else str(value).lower()
+            params[key] = to_text(value)
     if hidden:
         params["hide"] = ",".join(hidden)
     if view:
