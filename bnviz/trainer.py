@@ -23,6 +23,7 @@ TRACKED_CHANNELS = 8  # per-channel histograms for the first few channels of eac
 EVAL_SIZE = 500  # held-out images used for test accuracy
 MIN_SNAPSHOT_EVERY = 5  # histograms cost time: at most one snapshot every 5 steps by default
 MIN_EVAL_EVERY = 25
+LIVE_FIELDS = ("batch_size", "eps", "momentum", "lr")  # may change mid-run, see Trainer.set
 EXPLODED = 100.0  # a loss this many times the first step's loss counts as diverged
 PERCENTILES = (15.0, 50.0, 85.0)
 HIST_IMAGES = 16  # histograms, layer percentiles and saturation use the batch's first 16 images
@@ -212,7 +213,7 @@ class Trainer:
         self.snapshot_every = snapshot_every(config)
         self.eval_every = eval_every(config)
         # the values in force now; set() changes them mid-run
-        self.settings = {k: getattr(config, k) for k in ("batch_size", "lr", "eps", "momentum")}
+        self.settings = {k: getattr(config, k) for k in LIVE_FIELDS}
         self.params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         self._param_index = {name: i for i, (name, _) in enumerate(self.params)}
         layers = []

@@ -45,7 +45,7 @@ def _on_scenario_change():
 def apply_link(params: dict[str, str]) -> list[str]:
     """Apply query parameters once per session; returns notes on what was ignored."""
     notes = []
-    params = {k: v for k, v in params.items()}
+    params = dict(params)
     scenario = params.pop("scenario", FREE_PLAY)
     if scenario not in SCENARIOS and scenario != FREE_PLAY:
         notes.append(f"unknown scenario {echo(scenario)}; choose one of {', '.join(SCENARIOS)}")

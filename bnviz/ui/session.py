@@ -10,10 +10,8 @@ from dataclasses import dataclass, field
 
 from ..config import TrainConfig
 from ..record import Run
-from ..trainer import Lockstep, Trainer
+from ..trainer import LIVE_FIELDS, Lockstep, Trainer
 
-# Fields that can change mid-run (applied from the next step); any other change restarts.
-LIVE_FIELDS = ("batch_size", "eps", "momentum", "lr")
 NO_TWIN = "off"
 
 
