@@ -3,11 +3,36 @@ Identical requests are computed once: a second caller waits for the first."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import math
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def available_cores() -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup CPU quota (containers such
+    as Streamlit Community Cloud report the host's cores but grant a quota of a few)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores or 1)
+
+
+def describe(key: Hashable) -> str:
+    """A short, stable name for a cache key in log lines: its kind and a digest."""
+    kind = key[0] if isinstance(key, tuple) and key and isinstance(key[0], str) else "item"
+    return f"{kind} {hashlib.sha256(repr(key).encode()).hexdigest()[:12]}"
 
 
 class SharedCache:
@@ -41,6 +66,7 @@ class SharedCache:
             with self._lock:
                 if key in self._items:  # computed by another thread meanwhile
                     return self._items[key]
+            log.info("bnviz compute: %s", describe(key))
             value = compute()
             with self._lock:
                 self._items[key] = value
@@ -52,45 +78,67 @@ class SharedCache:
 
 
 class Worker:
-    """Runs jobs on a few background threads, in order of arrival; a job already cached,
-    running or waiting is not started twice. Extra work waits in the queue instead of
-    slowing every session down."""
+    """Runs jobs on a fixed number of background threads, in order of arrival. Work beyond
+    the thread count waits in the queue (and can say where it stands) instead of slowing
+    every session down. A job already running or waiting is not queued twice."""
 
     def __init__(self, cache: SharedCache, threads: int = 1):
-        self.cache = cache
+        self.cache, self.threads = cache, threads
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="bnviz-job")
         self._lock = threading.Lock()
         self._pending: dict[Hashable, Future] = {}  # insertion order = queue order
 
-    def submit(self, key: Hashable, compute: Callable[[], Any]) -> Future:
-        """A future for the value of key, computed in the background if needed."""
+    def submit(
+        self, key: Hashable, compute: Callable[[], Any], cache: SharedCache | None = None
+    ) -> Future:
+        """A future for the value of key, looked up in (or computed into) `cache`, by default
+        the worker's own: identical work is computed once, whoever asks."""
+        cache = self.cache if cache is None else cache
         with self._lock:
-            if key in self._pending:
-                return self._pending[key]
-            if key in self.cache:
+            if key not in self._pending and key in cache:
                 done: Future = Future()
-                done.set_result(self.cache.get(key))
+                done.set_result(cache.get(key))
                 return done
-            future = self._pool.submit(self._run, key, compute)
-            self._pending[key] = future
-            return future
+        return self.run(key, lambda: cache.get_or_compute(key, compute))
 
-    def _run(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+    def run(self, key: Hashable, fn: Callable[[], Any]) -> Future:
+        """A future for fn(), run on a worker thread and not cached; while it is pending,
+        a second request with the same key gets the same future."""
+        with self._lock:
+            if key not in self._pending:
+                self._pending[key] = self._pool.submit(self._run, key, fn)
+            return self._pending[key]
+
+    def _run(self, key: Hashable, fn: Callable[[], Any]) -> Any:
         try:
-            return self.cache.get_or_compute(key, compute)
+            return fn()
         finally:
             with self._lock:
                 self._pending.pop(key, None)
 
-    def position(self, key: Hashable) -> int | None:
-        """0 while running, k when k jobs are ahead of it, None when not queued."""
+    def pending(self, key: Hashable) -> bool:
         with self._lock:
-            running = [k for k, f in self._pending.items() if f.running()]
+            return key in self._pending
+
+    def waiting(self) -> int:
+        """How many jobs wait for a thread."""
+        with self._lock:
+            return sum(not f.running() and not f.done() for f in self._pending.values())
+
+    def position(self, key: Hashable) -> int | None:
+        """0 while running, k when k - 1 jobs wait ahead of it, None when not queued."""
+        with self._lock:
+            future = self._pending.get(key)
+            if future is None or future.done():
+                return None
+            if future.running():
+                return 0
             waiting = [k for k, f in self._pending.items() if not f.running() and not f.done()]
-        if key in running:
-            return 0
-        return waiting.index(key) + 1 if key in waiting else None
+        return waiting.index(key) + 1
 
 
+# Training threads for the whole server, shared by every session: one per available core, each
+# running torch with one thread (see bnviz/ui/page.py). Live training, first steps, and the
+# scenarios' experiments all wait here in one queue.
 shared = SharedCache()
-worker = Worker(shared)
+worker = Worker(shared, threads=available_cores())

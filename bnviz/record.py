@@ -53,6 +53,12 @@ class Table:
     def nbytes(self) -> int:
         return self._data.nbytes
 
+    def frozen(self) -> Table:
+        """The rows so far, shared rather than copied: appends write only past them."""
+        copy = object.__new__(Table)
+        copy.columns, copy._data, copy.rows = self.columns, self._data, self.rows
+        return copy
+
 
 @dataclass
 class LayerSnapshots:
@@ -75,6 +81,18 @@ class LayerSnapshots:
         self.unit_percentiles = self.unit_percentiles[::2]
         self.layer_percentiles = self.layer_percentiles[::2]
         self.saturated_fraction = self.saturated_fraction[::2]
+
+    def frozen(self) -> LayerSnapshots:
+        """A copy that later snapshots leave alone (the arrays are never changed in place)."""
+        return LayerSnapshots(
+            dict(self.edges),
+            list(self.steps),
+            {k: list(v) for k, v in self.hist.items()},
+            {k: list(v) for k, v in self.channel_hist.items()},
+            list(self.unit_percentiles),
+            list(self.layer_percentiles),
+            list(self.saturated_fraction),
+        )
 
 
 @dataclass
@@ -117,6 +135,19 @@ class Run:
         self.acc_running_stats: list[float] = []
         self.acc_batch_stats: list[float] = []
         self.changes: list[dict] = []  # mid-run changes: {"step", "field", "old", "new"}
+
+    def frozen(self) -> Run:
+        """The record as it is now, unchanged by later steps: for drawing while training goes
+        on in another thread. Cheap: arrays are shared, only the lists are copied."""
+        copy = object.__new__(Run)
+        copy.__dict__.update(self.__dict__)
+        copy.table = self.table.frozen()
+        copy.snapshots = [s.frozen() for s in self.snapshots]
+        copy.eval_steps = list(self.eval_steps)
+        copy.acc_running_stats = list(self.acc_running_stats)
+        copy.acc_batch_stats = list(self.acc_batch_stats)
+        copy.changes = [dict(c) for c in self.changes]
+        return copy
 
     # ---- reading ----
     @property

@@ -3,6 +3,7 @@ Run; Lockstep trains several models on the same batches; train() runs a config t
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from collections.abc import Callable
@@ -454,6 +455,16 @@ class Lockstep:
     @property
     def runs(self) -> list[Run]:
         return [t.run for t in self.trainers]
+
+    def clone(self) -> Lockstep:
+        """An independent copy that continues exactly as this one would: models, optimizer
+        state, data order and records. The data set and held-out images are shared, not
+        copied (nothing writes to them)."""
+        shared = {}
+        for trainer in self.trainers:
+            for value in (trainer.data, trainer.eval_x, trainer.eval_y):
+                shared[id(value)] = value
+        return copy.deepcopy(self, shared)
 
     @property
     def finished(self) -> bool:

@@ -3,6 +3,8 @@ figures' contents read back from the plotly specs."""
 
 import base64
 import json
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from bnviz import Run, TrainConfig, train
+from bnviz.cache import SharedCache, Worker
 from bnviz.datasets import DatasetUnavailable
 from bnviz.ui.page import FIRST_STEPS, STEP_CHUNK
 from bnviz.ui.session import Session
@@ -83,11 +86,55 @@ def test_step_button_advances_a_fixed_number_of_steps(app):
     assert longest(loss) == FIRST_STEPS + STEP_CHUNK
 
 
-def test_play_and_pause_toggle_the_state(app):
+def test_play_trains_in_the_background_and_pause_stops_it(app):
     app.button(key="play").click().run()
     assert session(app).playing and "playing" in status_text(app)
+    deadline = time.monotonic() + 30
+    while session(app).run.num_steps < FIRST_STEPS + 5 and time.monotonic() < deadline:
+        time.sleep(0.05)  # training goes on between script runs, on the worker's threads
+    assert session(app).run.num_steps >= FIRST_STEPS + 5
     app.button(key="pause").click().run()
     assert not session(app).playing and "paused" in status_text(app)
+    time.sleep(0.2)  # the step under way when Pause was pressed
+    stopped_at = session(app).run.num_steps
+    time.sleep(0.5)
+    assert session(app).run.num_steps == stopped_at
+
+
+def test_sessions_opening_one_configuration_share_its_first_steps(caplog):
+    apps = [AppTest.from_file(APP, default_timeout=TIMEOUT) for _ in range(3)]
+    with caplog.at_level("INFO", logger="bnviz"):
+        for at in apps:
+            at.query_params["seed"] = "4242"  # a configuration no other test opens
+            at.run()
+            assert not at.exception, at.exception
+    computed = [r.message for r in caplog.records if "bnviz compute: opening" in r.message]
+    assert len(computed) == 1, computed
+    a, b = session(apps[0]), session(apps[1])
+    assert a.trainer.model is not b.trainer.model and a.run is not b.run
+    assert a.run.num_steps == b.run.num_steps == FIRST_STEPS
+    assert a.run.to_json() == b.run.to_json()
+    apps[0].button(key="step").click().run()  # one session moves on, the other does not
+    assert session(apps[0]).run.num_steps == FIRST_STEPS + STEP_CHUNK
+    assert session(apps[1]).run.num_steps == FIRST_STEPS
+
+
+def test_training_waits_in_a_queue_when_every_thread_is_busy(app, monkeypatch):
+    busy, gate = Worker(SharedCache(), threads=1), threading.Event()
+    busy.run("another session", lambda: gate.wait(30))
+    monkeypatch.setattr("bnviz.ui.page.worker", busy)
+    try:
+        app.button(key="play").click().run()
+        assert "queued, position 1" in status_text(app)
+        assert session(app).run.num_steps == FIRST_STEPS
+    finally:
+        gate.set()
+    deadline = time.monotonic() + 30
+    while session(app).run.num_steps == FIRST_STEPS and time.monotonic() < deadline:
+        time.sleep(0.05)
+    app.run()
+    assert "queued" not in status_text(app) and session(app).run.num_steps > FIRST_STEPS
+    app.button(key="pause").click().run()
 
 
 def test_structural_change_resets_and_live_change_applies_from_the_next_step(app):

@@ -49,3 +49,36 @@ def test_worker_queues_jobs_and_reports_positions():
     assert (first.result(5), second.result(5), third.result(5)) == ("done", "two", "three")
     assert worker.position("third") is None
     assert worker.submit("third", lambda: "again").result(1) == "three"  # from the cache
+
+
+def test_uncached_runs_are_queued_once_while_pending_and_counted_as_waiting():
+    worker = Worker(SharedCache(), threads=1)
+    gate, calls = threading.Event(), []
+    busy = worker.run("busy", lambda: gate.wait(5))
+    time.sleep(0.05)
+    first = worker.run("train", lambda: calls.append(1))
+    assert worker.run("train", lambda: calls.append(2)) is first
+    assert worker.waiting() == 1 and worker.position("train") == 1 and worker.pending("train")
+    gate.set()
+    busy.result(5), first.result(5)
+    assert calls == [1] and worker.waiting() == 0 and not worker.pending("train")
+    worker.run("train", lambda: calls.append(3)).result(5)  # not cached: runs again
+    assert calls == [1, 3]
+
+
+def test_submit_into_another_cache_and_log_each_computation(caplog):
+    own, other = SharedCache(), SharedCache()
+    worker = Worker(own, threads=2)
+    with caplog.at_level("INFO", logger="bnviz"):
+        futures = [worker.submit(("opening", 1), lambda: object(), cache=other) for _ in range(3)]
+        values = {id(f.result(5)) for f in futures}
+        later = worker.submit(("opening", 1), lambda: object(), cache=other).result(5)
+    assert len(values) == 1 and id(later) in values
+    assert ("opening", 1) in other and ("opening", 1) not in own
+    assert sum("bnviz compute: opening" in r.message for r in caplog.records) == 1
+
+
+def test_available_cores_is_at_least_one():
+    from bnviz.cache import available_cores
+
+    assert 1 <= available_cores() <= (len(__import__("os").sched_getaffinity(0)))

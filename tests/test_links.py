@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from bnviz.cache import worker
 from bnviz.scenarios import FREE_PLAY, SCENARIOS
 from bnviz.ui import controls
 
@@ -13,16 +14,21 @@ APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 @pytest.fixture(autouse=True)
 def no_background_jobs(monkeypatch):
-    """Scenario experiments are tested on their own; here they are only queued."""
-    submitted = []
+    """Scenario experiments are tested on their own; here they are only queued (the page's
+    own first steps still train)."""
+    submitted, submit = [], worker.submit
 
     class Pending:
         def done(self):
             return False
 
-    monkeypatch.setattr(
-        "bnviz.ui.scenario_panel.worker.submit", lambda key, fn: submitted.append(key) or Pending()
-    )
+    def queue(key, fn, cache=None):
+        if key[0] == "opening":
+            return submit(key, fn, cache)
+        submitted.append(key)
+        return Pending()
+
+    monkeypatch.setattr(worker, "submit", queue)
     return submitted
 
 

@@ -150,3 +150,18 @@ def test_hostile_files_are_rejected_before_anything_large_is_allocated(small_tra
     ):
         with pytest.raises(ValueError, match=words):
             Run.from_dict(_bad(d, mutate))
+
+
+def test_a_frozen_record_does_not_change_as_training_goes_on(monkeypatch):
+    from bnviz import Trainer, record
+
+    monkeypatch.setattr(record, "MAX_SNAPSHOTS", 4)  # thinning, which rewrites the lists
+    monkeypatch.setattr("bnviz.trainer.MAX_SNAPSHOTS", 4)
+    trainer = Trainer(TrainConfig(**{**SMALL, "steps": 100, "snapshot_every": 1}))
+    trainer.step(3)
+    frozen = trainer.run.frozen()
+    before = frozen.to_json()
+    trainer.step(70)  # the table outgrows its first allocation (64 rows) and snapshots thin
+    trainer.set(lr=0.01)
+    assert frozen.to_json() == before
+    assert frozen.num_steps == 3 and trainer.run.num_steps == 73

@@ -1,9 +1,10 @@
 import threading
+import time
 
 from conftest import SMALL
 
 from bnviz import TrainConfig
-from bnviz.ui.session import NO_TWIN, Session, structural_key
+from bnviz.ui.session import NO_TWIN, STALE_SECONDS, Session, structural_key
 
 
 def config(**kw):
@@ -77,3 +78,65 @@ def test_concurrent_sessions_do_not_share_runs():
     alone = Session.start(config(batch_size=8), NO_TWIN)
     alone.advance(steps=4)
     assert alone.run.to_dict() == a.run.to_dict()
+
+
+def test_training_on_a_thread_stops_within_a_step_of_pause():
+    session = Session.start(config(steps=10_000), NO_TWIN)
+    session.playing = True
+    worker = threading.Thread(target=session.train)
+    worker.start()
+    while session.run.num_steps < 3:
+        time.sleep(0.01)
+    session.playing = False
+    worker.join(5)
+    stopped_at = session.run.num_steps
+    time.sleep(0.2)
+    assert not worker.is_alive() and session.run.num_steps == stopped_at
+    assert session.state == "paused" and session.steps_per_second > 0
+
+
+def test_steps_left_are_trained_and_a_finished_run_stops_playing():
+    session = Session.start(config(steps=12), NO_TWIN)
+    session.steps_left = 5
+    assert session.train() == 5 and session.steps_left == 0 and not session.wants_training
+    session.playing = True
+    assert session.train() == 7 and session.state == "finished" and not session.playing
+
+
+def test_training_stops_when_the_tab_goes_quiet(monkeypatch):
+    session = Session.start(config(steps=10_000), NO_TWIN)
+    session.playing = True
+    session.seen -= STALE_SECONDS + 1  # no redraw for longer than STALE_SECONDS
+    assert session.train() == 0 and not session.playing
+
+
+def test_a_long_stint_yields_its_thread_only_when_others_wait(monkeypatch):
+    monkeypatch.setattr("bnviz.ui.session.QUANTUM_SECONDS", 0.0)
+    session = Session.start(config(steps=10_000), NO_TWIN)
+    session.playing = True
+    assert session.train(others_waiting=lambda: True) == 1  # its turn is over: yield
+    assert session.playing  # still wants to train; the page queues it again
+    session.steps_left, session.playing = 3, False
+    assert session.train(others_waiting=lambda: False) == 3
+
+
+def test_a_frame_is_a_still_picture_of_the_session():
+    session = Session.start(config(steps=100), "none")
+    session.advance(steps=2)
+    frame = session.frame()
+    session.advance(steps=3)
+    assert (frame.run.num_steps, frame.twin.num_steps) == (2, 2)
+    assert frame.state == "paused" and frame.trainer is session.trainer
+    assert session.run.num_steps == 5
+
+
+def test_starting_from_an_opening_clones_it():
+    opening = Session.lockstep(config(), "none")
+    opening.step(3)
+    before = opening.runs[0].to_json()
+    a = Session.start(config(), "none", opening)
+    b = Session.start(config(), "none", opening)
+    a.advance(steps=2)
+    assert opening.runs[0].to_json() == before and b.run.num_steps == 3
+    b.advance(steps=2)
+    assert a.run.to_json() == b.run.to_json()

@@ -292,3 +292,20 @@ def test_batch_variance_is_exact_even_when_eps_dwarfs_it():
     expected = h.var((0, 2, 3), unbiased=False).numpy()
     assert expected.max() < 1e-3
     np.testing.assert_allclose(run.layer_stat(0, "batch_var")[0], expected, rtol=1e-3)
+
+
+def test_a_clone_continues_exactly_like_the_original_and_shares_only_the_data():
+    c = TrainConfig(**SMALL)
+    lock = Lockstep([c, c.replace(norm="none")])
+    lock.step(6)
+    clone = lock.clone()
+    original = [run.to_json() for run in lock.runs]
+    clone.step(8)
+    assert [run.to_json() for run in lock.runs] == original  # the original did not move
+    lock.step(8)
+    assert [run.to_json() for run in clone.runs] == [run.to_json() for run in lock.runs]
+    a, b = lock.trainers[0], clone.trainers[0]
+    assert a.data is b.data and a.eval_x is b.eval_x
+    assert a.model is not b.model and a.run is not b.run
+    assert all(p is not q for p, q in zip(a.model.parameters(), b.model.parameters()))
+    assert b.optimizer.param_groups[0]["params"][0] is next(b.model.parameters())

@@ -2,24 +2,49 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_for
+
 import streamlit as st
 import torch
+from streamlit.runtime import Runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from ..cache import SharedCache, worker
 from ..config import TrainConfig
 from ..datasets import DatasetUnavailable
 from ..scenarios import FREE_PLAY, SCENARIOS
+from ..trainer import Lockstep
 from . import links, scenario_panel, sidebar
-from .session import Session, structural_key
+from .session import Frame, Session, structural_key
 from .views import activations, export, gradients, running_stats, theory, train_eval, training
 
-# One thread per training session: on a shared 2-core host, sessions (threads of one server
-# process) train side by side, and torch's threads would otherwise contend for the same cores.
+# Threads. Every viewer of a server is a thread of one process, and all training runs on the
+# worker's threads, one per available core (bnviz/cache.py), so that at most that many
+# trainings run at once and the rest wait in a visible queue. Each training uses one torch
+# thread: the model is small, so torch's intra-op threads would gain little even alone and, with
+# several trainings at once, would fight over the same cores. Inter-op threads serve only
+# torch.jit forks, which bnviz does not use. (The interop count can only be set before torch
+# first runs parallel work, hence the guard.)
 torch.set_num_threads(1)
+try:
+    torch.set_num_interop_threads(1)
+except RuntimeError:
+    pass
+
+# "bnviz compute: ..." lines in the server log: one per computation shared across sessions
+logging.getLogger("bnviz").setLevel(logging.INFO)
+if not logging.getLogger("bnviz").handlers:
+    logging.getLogger("bnviz").addHandler(logging.StreamHandler())
 
 STEP_CHUNK = 10  # steps per press of "step"
 FIRST_STEPS = 20  # trained at once on first load, so the first picture means something
-REFRESH_SECONDS = 0.5  # while playing: train for part of this, then redraw
-TRAIN_SHARE = 0.6  # the share of each refresh spent training
+REFRESH_SECONDS = 0.5  # while playing, the page redraws this often; training goes on between
+# The first steps of each configuration, trained once and cloned by every session that opens
+# it (a class opening the same link computes them once). Bounded: each holds two small models.
+openings = SharedCache(max_items=16)
 VIEWS = dict(
     zip(links.VIEWS, (training, activations, running_stats, gradients, train_eval, theory, export))
 )
@@ -34,25 +59,67 @@ STATE_ICONS = {
 }
 
 
+def _where(position: int | None) -> str:
+    if not position:
+        return "running"
+    return (
+        f"queued, position {position}: {worker.threads} trainings run at once on this server, "
+        "and this one starts when a thread is free"
+    )
+
+
+def _wait(future: Future, key: tuple, doing: str):
+    """Block this script run until the worker has done `key`, showing where it stands."""
+    if not future.done():
+        note = st.empty()
+        while not future.done():
+            note.info(f"{doing} ({_where(worker.position(key))})...", icon=":material/hourglass:")
+            wait_for([future], timeout=0.25)
+        note.empty()
+    return future.result()
+
+
+def _opening(config: TrainConfig, twin: str) -> Lockstep:
+    lock = Session.lockstep(config, twin)
+    lock.step(FIRST_STEPS)
+    return lock
+
+
 def _start(config: TrainConfig, twin: str) -> Session:
     """A fresh session; a data set that cannot be loaded falls back to 'shapes' with a note."""
+    key = ("opening", config, twin)
+    future = worker.submit(key, lambda: _opening(config, twin), cache=openings)
     try:
-        session = Session.start(config, twin)
+        opening = _wait(future, key, f"Training the first {FIRST_STEPS} steps")
     except DatasetUnavailable as e:
-        st.session_state["data_error"] = str(e)
-        session = Session.start(config.replace(dataset="shapes"), twin)
+        session = _start(config.replace(dataset="shapes"), twin)
         session.key = structural_key(config, twin)  # don't retry on every rerun
-    else:
-        st.session_state.pop("data_error", None)
-    session.advance(steps=FIRST_STEPS)
-    return session
+        st.session_state["data_error"] = str(e)
+        return session
+    st.session_state.pop("data_error", None)
+    return Session.start(config, twin, opening)
+
+
+def _connected() -> Callable[[], bool]:
+    """Whether this browser session is still connected, callable from any thread: training
+    stops as soon as its tab is closed. (AppTest runs without a server: always connected.)"""
+    ctx = get_script_run_ctx()
+    if not Runtime.exists() or ctx is None:
+        return lambda: True
+    runtime, session_id = Runtime.instance(), ctx.session_id
+    return lambda: runtime.is_active_session(session_id)
+
+
+def _train(session: Session) -> Future:
+    """Queue this session's training on the worker (once: a queued request is not repeated)."""
+    others_waiting, connected = (lambda: worker.waiting() > 0), _connected()
+    return worker.run(("train", session.serial), lambda: session.train(others_waiting, connected))
 
 
 def _current_session(config: TrainConfig, twin: str) -> Session:
     session = st.session_state.get("session")
     if session is None or (session.replay is None and session.key != structural_key(config, twin)):
-        with st.spinner(f"Training the first {FIRST_STEPS} steps..."):
-            session = _start(config, twin)
+        session = _start(config, twin)
     elif not session.finished:  # a finished run keeps its settings; Reset starts with new ones
         with session.guard:
             session.apply_live_changes(config)
@@ -71,8 +138,7 @@ def _pause():
 def _step():
     session = st.session_state["session"]
     session.playing = False
-    with session.guard:
-        session.advance(steps=STEP_CHUNK)
+    session.steps_left += STEP_CHUNK  # trained on the worker: see main()
 
 
 def _reset():
@@ -128,11 +194,14 @@ def describe(config: TrainConfig) -> str:
     )
 
 
-def _status(session: Session):
-    run, state = session.run, session.state
+def _status(frame: Frame):
+    run, state = frame.run, frame.state
     text = f"{STATE_ICONS[state]} **{state}** · step {run.num_steps} of {run.config.steps}"
-    if session.replay is None and session.steps_per_second:
-        text += f" · {session.steps_per_second:.0f} steps/s"
+    position = worker.position(("train", frame.serial)) if state == "playing" else None
+    if position:
+        text += f" · {_where(position)}"
+    elif frame.replay is None and frame.steps_per_second:
+        text += f" · {frame.steps_per_second:.0f} steps/s"
     st.markdown(text)
     st.caption(describe(run.config_in_force()))
     if state in ("diverged", "failed"):
@@ -147,25 +216,23 @@ def _status(session: Session):
         )
 
 
-def _body(session: Session):
-    with session.guard:
-        _draw(session)
-
-
-def _draw(session: Session):
-    if session.playing:
-        session.advance(seconds=REFRESH_SECONDS * TRAIN_SHARE)
-        if not session.playing:  # finished or diverged: redraw the buttons too
-            st.rerun()
-    _status(session)
+def _body(session: Session, training: bool):
+    """The part of the page that redraws while training: status, scenario panel, views."""
+    session.touch()
+    if session.wants_training:
+        _train(session)  # after a pause for another session's turn, queue again
+    elif training:  # the run finished, diverged or was paused: redraw the buttons too
+        st.rerun()
+    frame = session.frame()
+    _status(frame)
     scenario = _scenario()
     if scenario is not None:
-        scenario_panel.render(scenario, session)
+        scenario_panel.render(scenario, frame)
     tabs = st.tabs(list(VIEWS), key="view", on_change="rerun")
     for tab, view in zip(tabs, VIEWS.values()):
         if tab.open:  # only the open view is computed and sent to the browser
             with tab:
-                view.render(session)
+                view.render(frame)
 
 
 def _scenario():
@@ -182,6 +249,7 @@ def main():
     config, twin = sidebar.controls(set(st.session_state.get("hidden", [])))
     links.share_link(sidebar.values(), scenario_id)
     session = _current_session(config, twin)
+    session.touch()
     st.title("BatchNorm, live")
     if st.session_state["link_notes"]:
         st.warning(
@@ -191,6 +259,8 @@ def main():
         st.warning(st.session_state["data_error"] + " Showing the built-in 'shapes' data set.")
     if session.replay is not None:
         st.info("Replaying a saved run: the sidebar does not apply until you go back to live.")
+    if session.steps_left and not session.playing:  # "Step 10": done before the page is drawn
+        _wait(_train(session), ("train", session.serial), f"Training {STEP_CHUNK} steps")
     _buttons(session)
     if session.replay is None and session.finished:
         waiting = session.pending_changes(config)
@@ -199,5 +269,6 @@ def main():
                 f"This run has ended, so the new {', '.join(waiting)} will apply when you press "
                 "**Reset**, which starts again from the initial weights."
             )
-    busy = session.playing or scenario_panel.pending(_scenario())
-    st.fragment(_body, run_every=REFRESH_SECONDS if busy else None)(session)
+    training = session.wants_training
+    busy = training or scenario_panel.pending(_scenario())
+    st.fragment(_body, run_every=REFRESH_SECONDS if busy else None)(session, training)

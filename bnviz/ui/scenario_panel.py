@@ -7,7 +7,7 @@ import streamlit as st
 
 from ..cache import worker
 from ..scenarios import Results, Scenario
-from .session import Session
+from .session import Frame
 from .views.common import chart
 
 
@@ -73,7 +73,7 @@ def _progress(scenario: Scenario, done: Results, missing: list) -> None:
         st.rerun()
 
 
-def _actions(scenario: Scenario, session: Session) -> None:
+def _actions(scenario: Scenario, session: Frame) -> None:
     store = st.session_state.setdefault("action_results", {})
     for i, action in enumerate(scenario.actions):
         key = (session.serial, scenario.id, action.label)  # results belong to this run
@@ -85,7 +85,7 @@ def _actions(scenario: Scenario, session: Session) -> None:
             st.markdown(action.render(store[key]))
 
 
-def render(scenario: Scenario, session: Session) -> None:
+def render(scenario: Scenario, session: Frame) -> None:
     done, missing, errors = results(scenario)
     with st.container(border=True):
         st.markdown(f"#### {scenario.title}")

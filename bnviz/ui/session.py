@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..config import TrainConfig
@@ -13,6 +15,11 @@ from ..record import Run
 from ..trainer import LIVE_FIELDS, Lockstep, Trainer
 
 NO_TWIN = "off"
+QUANTUM_SECONDS = 20.0  # a session trains this long before yielding its thread to a waiting one
+# No redraw for this long and the tab is taken for gone, so training stops. Generous: browsers
+# slow the timers of hidden tabs down to once a minute.
+STALE_SECONDS = 90.0
+SPEED_WINDOW = 30  # steps/s is measured over the latest steps
 
 
 def structural_key(config: TrainConfig, twin_norm: str) -> tuple:
@@ -30,20 +37,29 @@ class Session:
     lock: Lockstep | None = None
     replay: Run | None = None
     playing: bool = False
+    steps_left: int = 0  # steps still to take for "Step 10", playing or not
     steps_per_second: float = 0.0
     key: tuple = field(default=())
+    seen: float = field(default_factory=time.monotonic)  # the latest redraw of the page
     serial: str = field(default_factory=lambda: uuid.uuid4().hex)  # identifies this run
     # Streamlit may start a new script run while the old one is still inside a training step;
     # everything that touches the model holds this lock.
     guard: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @classmethod
-    def start(cls, config: TrainConfig, twin_norm: str) -> Session:
-        """A fresh run of config, with a twin that differs only in normalization (or none)."""
+    def start(cls, config: TrainConfig, twin_norm: str, opening: Lockstep | None = None) -> Session:
+        """A fresh run of config, with a twin that differs only in normalization (or none).
+        Given `opening` (a Lockstep of the same configs, shared by every session that asks for
+        them and never stepped), it continues from a clone of it."""
+        lock = opening.clone() if opening is not None else cls.lockstep(config, twin_norm)
+        return cls(config, twin_norm, lock, key=structural_key(config, twin_norm))
+
+    @staticmethod
+    def lockstep(config: TrainConfig, twin_norm: str) -> Lockstep:
         configs = [config]
         if twin_norm != NO_TWIN:
             configs.append(config.replace(norm=twin_norm))
-        return cls(config, twin_norm, Lockstep(configs), key=structural_key(config, twin_norm))
+        return Lockstep(configs)
 
     @classmethod
     def replaying(cls, run: Run) -> Session:
@@ -79,22 +95,71 @@ class Session:
             return status
         return "playing" if self.playing else "paused"
 
+    @property
+    def wants_training(self) -> bool:
+        return not self.finished and (self.playing or self.steps_left > 0)
+
+    def touch(self) -> None:
+        """The page was drawn just now: its tab is open."""
+        self.seen = time.monotonic()
+
     def advance(self, steps: int | None = None, seconds: float | None = None) -> int:
         """Train `steps` steps, or as many as fit in `seconds`; returns how many were taken."""
-        if self.finished:
-            return 0
         start, done = time.perf_counter(), 0
         while not self.finished and (steps is None or done < steps):
-            self.lock.step(1)
+            with self.guard:
+                self.lock.step(1)
             done += 1
             if seconds is not None and time.perf_counter() - start >= seconds:
                 break
         elapsed = time.perf_counter() - start
         if done and elapsed > 0:
             self.steps_per_second = done / elapsed
-        if self.finished:
-            self.playing = False
+        self._settle()
         return done
+
+    def train(
+        self,
+        others_waiting: Callable[[], bool] = lambda: False,
+        connected: Callable[[], bool] = lambda: True,
+    ) -> int:
+        """Run on a worker thread: train while playing or steps are left, one step at a time
+        so that Pause stops within a step. Stops when the browser has gone (not connected(),
+        or no redraw for STALE_SECONDS); gives up the thread after QUANTUM_SECONDS when
+        other sessions wait for one. Returns the steps taken."""
+        start, done = time.perf_counter(), 0
+        times = deque([start], maxlen=SPEED_WINDOW + 1)
+        while self.wants_training:
+            if not connected() or time.monotonic() - self.seen > STALE_SECONDS:
+                self.playing, self.steps_left = False, 0
+                break
+            with self.guard:
+                self.lock.step(1)
+            self.steps_left = max(0, self.steps_left - 1)
+            done += 1
+            times.append(time.perf_counter())  # the speed of the latest steps
+            self.steps_per_second = (len(times) - 1) / (times[-1] - times[0])
+            if times[-1] - start > QUANTUM_SECONDS and others_waiting():
+                break  # the page queues this session again on its next redraw
+        self._settle()
+        return done
+
+    def _settle(self) -> None:
+        if self.finished:
+            self.playing, self.steps_left = False, 0
+
+    def frame(self) -> Frame:
+        """What to draw now: copies of the records that later steps leave alone, so drawing
+        does not hold up training."""
+        with self.guard:
+            twin = self.twin
+            return Frame(
+                self,
+                self.run.frozen(),
+                twin.frozen() if twin is not None else None,
+                self.state,
+                self.steps_per_second,
+            )
 
     def pending_changes(self, config: TrainConfig) -> list[str]:
         """The live fields whose value in config differs from the one in force."""
@@ -107,3 +172,39 @@ class Session:
         if changes:
             self.lock.set(**changes)
         return list(changes)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One redraw's view of a session: the views read runs from here while training goes on.
+    Live measurements on the model go through `session`, under `session.guard`."""
+
+    session: Session
+    run: Run
+    twin: Run | None
+    state: str
+    steps_per_second: float
+
+    @property
+    def replay(self) -> Run | None:
+        return self.session.replay
+
+    @property
+    def trainer(self) -> Trainer | None:
+        return self.session.trainer
+
+    @property
+    def guard(self) -> threading.RLock:
+        return self.session.guard
+
+    @property
+    def serial(self) -> str:
+        return self.session.serial
+
+    @property
+    def playing(self) -> bool:
+        return self.state == "playing"
+
+    @property
+    def finished(self) -> bool:
+        return self.state not in ("playing", "paused")

@@ -6,11 +6,11 @@ from __future__ import annotations
 import streamlit as st
 
 from ... import figures
-from ..session import Session
+from ..session import Frame
 from .common import ALL_CHANNELS, chart, pick_channel, pick_layer, pick_step
 
 
-def render(session: Session) -> None:
+def render(session: Frame) -> None:
     run, twin = session.run, session.twin
     cols = st.columns([1, 1, 3])
     layer = pick_layer(run, "act_layer", cols[0])

@@ -7,12 +7,12 @@ import streamlit as st
 
 from ... import figures
 from ...record import Run
-from ..session import Session
+from ..session import Frame, Session
 
 MAX_UPLOAD_MB = 50
 
 
-def figure_builders(session: Session) -> dict:
+def figure_builders(session: Frame) -> dict:
     """Every whole-run figure of the current run, by title, built only when asked for."""
     run, twin = session.run, session.twin
     last_layer = len(run.layers) - 1
@@ -64,7 +64,7 @@ def _back_to_live():
     st.session_state.pop("session", None)
 
 
-def render(session: Session) -> None:
+def render(session: Frame) -> None:
     run = session.run
     left, right = st.columns(2)
     with left:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from ... import figures
-from ..session import Session
+from ..session import Frame
 from .common import chart
 
 
-def render(session: Session) -> None:
+def render(session: Frame) -> None:
     left, right = st.columns(2)
     with left:
         chart(figures.grad_norm_figure(session.run, session.twin), "grad_norm")

@@ -8,7 +8,7 @@ import math
 import streamlit as st
 
 from ... import figures
-from ..session import Session
+from ..session import Frame
 from .common import chart, pick_channel, pick_layer, pick_step
 
 
@@ -31,7 +31,7 @@ def _formula(numbers: dict) -> None:
     )
 
 
-def render(session: Session) -> None:
+def render(session: Frame) -> None:
     run = session.run
     cols = st.columns([1, 1, 3])
     layer = pick_layer(run, "rs_layer", cols[0])

@@ -8,7 +8,7 @@ import streamlit as st
 
 from ... import batchnorm
 from ...measure import check_scratch_against_torch
-from ..session import Session
+from ..session import Frame
 
 EQUATIONS = [
     ("Batch mean over the m = N·H·W values of a channel", r"\mu_B = \frac{1}{m}\sum_{i=1}^{m} x_i"),
@@ -47,7 +47,7 @@ EQUATIONS = [
 ]
 
 
-def render(session: Session) -> None:
+def render(session: Frame) -> None:
     left, right = st.columns(2)
     with left:
         st.subheader("The equations")
@@ -63,7 +63,8 @@ def render(session: Session) -> None:
         if session.trainer is None:
             st.info("The live check needs a live model; a replayed run has none.")
         else:
-            check = check_scratch_against_torch(session.trainer)
+            with session.guard:
+                check = check_scratch_against_torch(session.trainer)
             st.markdown(
                 f"The current training batch's input to block1's norm, shape "
                 f"`{tuple(check.shape)}`, through both implementations in training mode:"

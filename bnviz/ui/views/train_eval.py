@@ -7,11 +7,11 @@ import streamlit as st
 
 from ... import figures
 from ...measure import batch_noise
-from ..session import Session
+from ..session import Frame
 from .common import chart, pick_channel, pick_layer
 
 
-def render(session: Session) -> None:
+def render(session: Frame) -> None:
     run = session.run
     chart(figures.eval_gap_figure(run, session.twin), "eval_gap")
     st.caption(
@@ -32,7 +32,8 @@ def render(session: Session) -> None:
     if cached and cached[0] == key and (cached[1] == run.num_steps or session.playing):
         noise = cached[2]
     else:
-        noise = batch_noise(trainer, layer, channel)
+        with session.guard:
+            noise = batch_noise(trainer, layer, channel)
         st.session_state["batch_noise"] = (key, run.num_steps, noise)
     chart(figures.batch_noise_figure(noise), "batch_noise")
     st.caption(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ... import figures
-from ..session import Session
+from ..session import Frame
 from .common import chart
 
 
@@ -13,7 +13,7 @@ def _latest(values: list[float]) -> str:
     return f"{values[-1]:.1%}" if values else "n/a"
 
 
-def render(session: Session) -> None:
+def render(session: Frame) -> None:
     run, twin = session.run, session.twin
     cols = st.columns(4 if twin else 3)
     if run.num_steps:
