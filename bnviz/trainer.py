@@ -27,7 +27,9 @@ MIN_EVAL_EVERY = 25
 LIVE_FIELDS = ("batch_size", "eps", "momentum", "lr")  # may change mid-run, see Trainer.set
 EXPLODED = 100.0  # a loss this many times the first step's loss counts as diverged
 PERCENTILES = (15.0, 50.0, 85.0)
-HIST_IMAGES = 16  # histograms, layer percentiles and saturation use the batch's first 16 images
+# Histograms, layer percentiles and saturation use the batch's first 8 images: at least 8 x 16
+# x 7 x 7 values per layer and 392 per channel, plenty for 40 bins, at half the cost of 16.
+HIST_IMAGES = 8
 PERCENTILE_SAMPLE = 4096  # layer percentiles from an evenly strided subsample of those
 
 
@@ -85,15 +87,28 @@ class _Histogram:
         """channels x bins counts; values outside the edges land in the end bins."""
         channels = x.shape[1]
         scale = HIST_BINS / (self.high - self.low)
-        idx = ((x - self.low) * scale).floor_().clamp_(0, HIST_BINS - 1).int()
+        # bin positions, clamped into [0, HIST_BINS): truncation toward zero is then floor
+        # (a NaN of a diverging run counts into the first bin rather than breaking bincount)
+        pos = (x - self.low).mul_(scale).nan_to_num_(0.0).clamp_(0, HIST_BINS - 0.5)
         # one bincount for all channels: channel c counts into bins c * HIST_BINS + ...
-        idx += _channel_offsets(channels)
+        idx = pos.add_(_channel_offsets(channels)).int()
         return torch.bincount(idx.flatten(), minlength=channels * HIST_BINS).view(channels, -1)
 
 
 @functools.cache
 def _channel_offsets(channels: int) -> torch.Tensor:
-    return (torch.arange(channels, dtype=torch.int32) * HIST_BINS).view(1, -1, 1, 1)
+    return (torch.arange(channels, dtype=torch.float32) * HIST_BINS).view(1, -1, 1, 1)
+
+
+def percentiles(values: np.ndarray) -> np.ndarray:
+    """PERCENTILES of values, as np.percentile's default (linear) method gives them: a sort
+    and an interpolation cost a fraction of np.percentile's own overhead at these sizes."""
+    ordered = np.sort(values, axis=None)
+    position = np.asarray(PERCENTILES) / 100 * (len(ordered) - 1)
+    low = np.floor(position).astype(int)
+    high = np.minimum(low + 1, len(ordered) - 1)
+    fraction = position - low
+    return ordered[low] + (ordered[high] - ordered[low]) * fraction
 
 
 def _edges_for(kind: str, activation: str, x: torch.Tensor) -> _Histogram:
@@ -175,9 +190,8 @@ class _Probe:
             flat = pre_act[:HIST_IMAGES].flatten()
             sample = flat[:: max(1, flat.numel() // PERCENTILE_SAMPLE)].numpy()
             unit = pre_act[:, channel, y, x].numpy()
-            # numpy's partition-based percentile is several times faster than torch.quantile
-            self.snapshot["unit_percentiles"] = np.percentile(unit, PERCENTILES)
-            self.snapshot["layer_percentiles"] = np.percentile(sample, PERCENTILES)
+            self.snapshot["unit_percentiles"] = percentiles(unit)
+            self.snapshot["layer_percentiles"] = percentiles(sample)
             activation = self.trainer.config.activation
             self.snapshot["saturated_fraction"] = _saturated(activation, output)
 
