@@ -1,4 +1,5 @@
-"""Command line: python -m bnviz train --set batch_size=16 --set norm=none --out run.json"""
+"""Command line: python -m bnviz train --set batch_size=16 --set norm=none --out run.json, and
+python -m bnviz precompute (the scenarios' default results shipped in assets/precomputed/)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ EXAMPLES = """examples:
   python -m bnviz train
   python -m bnviz train --set batch_size=16 --set norm=none --out run.json
   python -m bnviz train --set widths=32,64 --set momentum=None --set steps=500
+  python -m bnviz precompute
+  python -m bnviz precompute --scenario momentum-lag --scenario epsilon
 """
 
 
@@ -77,6 +80,24 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_precompute(args) -> int:
+    from . import precompute  # imports every scenario: only when asked
+
+    started = time.perf_counter()
+    try:
+        out = args.out or precompute.DEFAULT_DIR  # where the app looks, wherever we run from
+        manifest = precompute.precompute(out, args.scenario or None)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    total = sum(entry["bytes"] for entry in manifest["scenarios"].values())
+    print(
+        f"{len(manifest['scenarios'])} scenario files, {total / 1024:.0f} kB, in "
+        f"{time.perf_counter() - started:.1f} s; fingerprint {precompute.fingerprint()[:12]}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bnviz",
@@ -101,6 +122,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", metavar="PATH", help="write the run record (JSON) here")
     p.set_defaults(func=cmd_train)
+    p = commands.add_parser(
+        "precompute",
+        help="run every scenario's jobs and write their results for the app to ship",
+        description="Run the jobs of every classroom scenario (or the ones named) in this "
+        "process, with one torch thread, and write one compressed JSON file per scenario and "
+        "manifest.json. The app serves them while they match the engine (bnviz/precompute.py).",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where to write the files (default: the repository's assets/precomputed, where "
+        "the app looks)",
+    )
+    p.add_argument(
+        "--scenario",
+        action="append",
+        metavar="ID",
+        help="only this scenario (repeatable; default: all)",
+    )
+    p.set_defaults(func=cmd_precompute)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -32,6 +32,13 @@ def no_background_jobs(monkeypatch):
     return submitted
 
 
+@pytest.fixture(autouse=True)
+def no_precomputed_results(monkeypatch):
+    """As on a host without the shipped results (tests/test_precompute.py covers those), so
+    every scenario with jobs queues one."""
+    monkeypatch.setattr("bnviz.precompute.load", lambda *args, **kwargs: {})
+
+
 def open_link(**params) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120)
     for key, value in params.items():

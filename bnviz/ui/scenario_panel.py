@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from .. import precompute
 from ..cache import worker
 from ..scenarios import Results, Scenario
 from .session import Frame
@@ -16,10 +17,17 @@ def _cancelled() -> set:
 
 
 def results(scenario: Scenario) -> tuple[Results, list, dict]:
-    """Finished results, the jobs still missing, and errors, by job label."""
+    """Finished results, the jobs still missing, and errors, by job label. A result missing
+    from the shared cache is taken from the shipped precomputed file if it has one for this
+    engine (bnviz/precompute.py), and put into the cache for everyone."""
     done, missing, errors = {}, [], {}
+    shipped = None  # read only when something is missing
     for job in scenario.jobs():
         value = worker.cache.get(job.key)
+        if value is None:
+            shipped = precompute.load(scenario.id) if shipped is None else shipped
+            if job.key in shipped:
+                value = worker.cache.get_or_compute(job.key, lambda v=shipped[job.key]: v)
         if value is None:
             missing.append(job)
         elif isinstance(value, dict) and "__error__" in value:

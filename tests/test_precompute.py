@@ -1,0 +1,194 @@
+"""The scenario results shipped in assets/precomputed/: they match the engine, cover every job,
+are reproducible bit for bit, stay small, and fill the scenario panel without running a job."""
+
+import gzip
+import json
+import logging
+import math
+from concurrent.futures import Future
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from bnviz import precompute
+from bnviz.cache import SharedCache, worker
+from bnviz.scenarios import SCENARIOS, Scenario, job
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+SHIPPED = precompute.DEFAULT_DIR
+BUDGET = 3 * 1024 * 1024  # bytes, all files together
+STALE = f"stale precomputed results: run `{precompute.REGENERATE}` and commit assets/precomputed"
+# cheap shipped jobs (well under 2 s each) that still train and measure floats
+CHEAP = [
+    ("tiny-batches", "BatchNorm, batch 64"),
+    ("high-lr", "BatchNorm: one-step loss ratio at init"),
+]
+WITH_JOBS = [sid for sid, s in SCENARIOS.items() if s.jobs()]
+
+
+@pytest.fixture(autouse=True)
+def fresh_loader():
+    precompute.clear()
+    yield
+    precompute.clear()
+
+
+def manifest() -> dict:
+    return json.loads((SHIPPED / precompute.MANIFEST).read_text())
+
+
+def shipped_payload(scenario_id: str) -> dict:
+    return precompute.read_gzip(precompute.scenario_file(SHIPPED, scenario_id))
+
+
+def test_shipped_results_match_the_engine():
+    current = precompute.fingerprint()
+    entries = manifest()["scenarios"]
+    stale = sorted(sid for sid, e in entries.items() if e["fingerprint"] != current)
+    assert manifest()["fingerprint"] == current and not stale, f"{STALE} (stale: {stale})"
+    for scenario_id in WITH_JOBS:  # the manifest tells the truth about the files
+        assert shipped_payload(scenario_id)["fingerprint"] == current, STALE
+
+
+def test_every_job_of_every_scenario_is_shipped():
+    assert sorted(manifest()["scenarios"]) == sorted(WITH_JOBS), STALE
+    for scenario_id in WITH_JOBS:
+        payload = shipped_payload(scenario_id)
+        have = {(j["label"], j["key"]) for j in payload["jobs"]}
+        want = {(j.label, precompute.key_digest(j.key)) for j in SCENARIOS[scenario_id].jobs()}
+        assert want <= have, f"{STALE} ({scenario_id} lacks {sorted(want - have)})"
+        assert len(precompute.load(scenario_id)) == len(want), STALE
+
+
+@pytest.mark.parametrize(("scenario_id", "label"), CHEAP)
+def test_a_shipped_job_recomputes_bit_for_bit(scenario_id, label):
+    (job_,) = [j for j in SCENARIOS[scenario_id].jobs() if j.label == label]
+    shipped = precompute.load(scenario_id)
+    assert job_.key in shipped, STALE
+    again = precompute.encode(job_())
+    assert again == precompute.encode(shipped[job_.key]), (
+        "recomputed result differs from the shipped one (same engine fingerprint): a job is "
+        "not deterministic, or this CPU computes other last bits than the one that made it"
+    )
+
+
+def test_shipped_files_are_canonical_and_small():
+    total = 0
+    for path in sorted(SHIPPED.iterdir()):
+        data = path.read_bytes()
+        total += len(data)
+        if path.name == precompute.MANIFEST:
+            continue
+        assert data[4:8] == b"\0\0\0\0", f"{path.name}: gzip header has a timestamp"
+        raw = gzip.decompress(data)
+        assert raw == precompute.encode(json.loads(raw)), f"{path.name}: not the canonical JSON"
+        assert len(data) < 500 * 1024, f"{path.name}: {len(data)} bytes"
+    assert total < BUDGET, f"assets/precomputed holds {total} bytes; budget {BUDGET}"
+
+
+def test_stale_fingerprint_means_no_results(monkeypatch, caplog):
+    monkeypatch.setattr(precompute, "fingerprint", lambda: "0" * 64)
+    with caplog.at_level(logging.WARNING, logger="bnviz.precompute"):
+        assert precompute.load("momentum-lag") == {}
+        assert precompute.load("momentum-lag") == {}
+    assert len(caplog.records) == 1 and "stale" in caplog.text  # one warning per process
+    assert precompute.load("no-such-scenario") == {}
+
+
+def test_callers_cannot_alter_what_others_load():
+    first = precompute.load("momentum-lag")
+    assert first, STALE
+    key = next(iter(first))
+    first[key].clear()
+    assert precompute.load("momentum-lag")[key]
+
+
+# --- the writer and the command line, on cheap stand-in jobs ---------------------------------
+
+
+def half(x: float) -> dict:
+    return {"x": x, "half": x / 2, "series": [x, math.nan, math.inf], "name": "γ"}
+
+
+TOY = Scenario(
+    id="toy",
+    title="Toy",
+    summary="",
+    view="Training",
+    jobs=lambda: [job(f"x {x}", half, x=x) for x in (1.0, 0.1, 3e-300)],
+)
+
+
+def test_the_command_writes_identical_bytes_twice_and_load_reads_them(tmp_path, monkeypatch):
+    from bnviz.__main__ import main
+
+    monkeypatch.setitem(SCENARIOS, "toy", TOY)
+    files = {}
+    for name in ("a", "b"):
+        assert main(["precompute", "--out", str(tmp_path / name), "--scenario", "toy"]) == 0
+        files[name] = {p.name: p.read_bytes() for p in (tmp_path / name).iterdir()}
+    assert sorted(files["a"]) == ["manifest.json", "toy.json.gz"]
+    assert files["a"] == files["b"]
+    loaded = precompute.load("toy", tmp_path / "a")
+    assert [loaded[j.key]["x"] for j in TOY.jobs()] == [1.0, 0.1, 3e-300]
+    assert math.isnan(loaded[TOY.jobs()[0].key]["series"][1])
+    assert main(["precompute", "--out", str(tmp_path), "--scenario", "nope"]) == 2
+
+
+def test_a_changed_argument_is_not_served_from_the_file(tmp_path, monkeypatch):
+    monkeypatch.setitem(SCENARIOS, "toy", TOY)
+    precompute.precompute(tmp_path, ["toy"], progress=lambda line: None)
+    changed = Scenario("toy", "", "", "Training", jobs=lambda: [job("x 1.0", half, x=2.0)])
+    monkeypatch.setitem(SCENARIOS, "toy", changed)
+    assert precompute.load("toy", tmp_path) == {}
+
+
+def test_a_full_run_drops_files_of_scenarios_that_are_gone(tmp_path, monkeypatch):
+    monkeypatch.setattr(precompute, "SCENARIOS", {"toy": TOY})
+    precompute.write_gzip(tmp_path / "gone.json.gz", {"scenario": "gone"})
+    manifest = precompute.precompute(tmp_path, progress=lambda line: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "toy.json.gz"]
+    assert list(manifest["scenarios"]) == ["toy"]
+    assert manifest["fingerprint"] == precompute.fingerprint()
+
+
+@pytest.mark.parametrize(
+    "bad", [{"t": (1, 2)}, {1: 2.0}, {"v": np.float32(1.5)}, {"v": [np.int64(3)]}]
+)
+def test_results_that_would_not_survive_json_are_refused(bad):
+    with pytest.raises(ValueError):
+        precompute.check_round_trip(bad)
+
+
+# --- the app ---------------------------------------------------------------------------------
+
+
+def test_a_cold_server_shows_a_scenario_without_running_its_jobs(monkeypatch):
+    scenario = SCENARIOS["momentum-lag"]
+    keys = {j.key for j in scenario.jobs()}
+    monkeypatch.setattr(worker, "cache", SharedCache())  # a fresh server's cache
+    submit, queued = worker.submit, []
+
+    def no_scenario_jobs(key, fn, *args, **kwargs):
+        if key in keys:  # noted, not run (an assert here would be swallowed by the app)
+            queued.append(key)
+            return Future()
+        return submit(key, fn, *args, **kwargs)  # the page's own training still runs
+
+    monkeypatch.setattr(worker, "submit", no_scenario_jobs)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["scenario"] = scenario.id
+    at.run()
+    assert not queued, f"shipped jobs were queued: {queued}"
+    assert not at.exception, at.exception
+    assert all(key in worker.cache for key in keys)
+    assert not at.get("progress"), "the panel still measures"
+    charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    expected = scenario.figures({j.label: worker.cache.get(j.key) for j in scenario.jobs()})
+    for i, figure in enumerate(expected):
+        spec = charts[f"scenario_{i}"]
+        notes = [a.get("text", "") for a in spec["layout"].get("annotations", [])]
+        assert not any("measuring" in n for n in notes), notes
+        assert len(spec["data"]) == len(figure.data) > 0
