@@ -126,15 +126,17 @@ class Worker:
             return sum(not f.running() and not f.done() for f in self._pending.values())
 
     def position(self, key: Hashable) -> int | None:
-        """0 while running, k when k - 1 jobs wait ahead of it, None when not queued."""
+        """0 while running (or about to: a thread is free), k when it waits for the k-th
+        thread to come free, None when not queued."""
         with self._lock:
             future = self._pending.get(key)
             if future is None or future.done():
                 return None
             if future.running():
                 return 0
+            running = sum(f.running() for f in self._pending.values())
             waiting = [k for k, f in self._pending.items() if not f.running() and not f.done()]
-        return waiting.index(key) + 1
+        return max(0, waiting.index(key) + 1 - (self.threads - running))
 
 
 # Training threads for the whole server, shared by every session: one per available core, each

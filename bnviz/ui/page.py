@@ -42,6 +42,8 @@ if not logging.getLogger("bnviz").handlers:
 STEP_CHUNK = 10  # steps per press of "step"
 FIRST_STEPS = 20  # trained at once on first load, so the first picture means something
 REFRESH_SECONDS = 0.5  # while playing, the page redraws this often; training goes on between
+QUEUE_POLL_SECONDS = 1.0  # while waiting for a training thread, the status line redraws this often
+JOBS_POLL_SECONDS = 1.0  # while a scenario's experiments run, the page looks for new results
 # The first steps of each configuration, trained once and cloned by every session that opens
 # it (a class opening the same link computes them once). Bounded: each holds two small models.
 openings = SharedCache(max_items=16)
@@ -216,15 +218,36 @@ def _status(frame: Frame):
         )
 
 
+def _queued(session: Session) -> bool:
+    return session.wants_training and bool(worker.position(("train", session.serial)))
+
+
+def _waiting(session: Session):
+    """While the session waits for a training thread, only its status line redraws: a class
+    of waiting pages must not keep the server busy redrawing charts that do not change."""
+    session.touch()
+    _train(session)
+    if not _queued(session):
+        st.rerun()  # its turn has come (or it was paused): draw the live page
+    _status(session.frame())
+
+
 def _body(session: Session, training: bool):
     """The part of the page that redraws while training: status, scenario panel, views."""
     session.touch()
     if session.wants_training:
         _train(session)  # after a pause for another session's turn, queue again
+        if _queued(session):
+            st.rerun()  # wait with a still page
     elif training:  # the run finished, diverged or was paused: redraw the buttons too
         st.rerun()
     frame = session.frame()
     _status(frame)
+    _views(frame)
+
+
+def _views(frame: Frame):
+    """The scenario panel, if any, and the open view."""
     scenario = _scenario()
     if scenario is not None:
         scenario_panel.render(scenario, frame)
@@ -270,5 +293,14 @@ def main():
                 "**Reset**, which starts again from the initial weights."
             )
     training = session.wants_training
-    busy = training or scenario_panel.pending(_scenario())
-    st.fragment(_body, run_every=REFRESH_SECONDS if busy else None)(session, training)
+    if training:
+        _train(session)
+    if _queued(session):
+        st.fragment(_waiting, run_every=QUEUE_POLL_SECONDS)(session)
+        _views(session.frame())  # drawn once: nothing changes until training starts
+        return
+    if training:
+        refresh = REFRESH_SECONDS
+    else:  # experiments in the background land every few seconds at most
+        refresh = JOBS_POLL_SECONDS if scenario_panel.pending(_scenario()) else None
+    st.fragment(_body, run_every=refresh)(session, training)
