@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import datasets
+from . import datasets, optim
 from .config import TrainConfig
 from .datasets import Dataset
 from .model import block_sides, build_model
@@ -22,6 +22,7 @@ from .record import HIST_KINDS, MAX_SNAPSHOTS, LayerInfo, Run
 HIST_BINS = 40
 TRACKED_CHANNELS = 8  # per-channel histograms for the first few channels of each block
 EVAL_SIZE = 500  # held-out images used for test accuracy
+EVAL_CHUNK = 100  # evaluated this many at a time (eval mode: each image on its own anyway)
 MIN_SNAPSHOT_EVERY = 5  # histograms cost time: at most one snapshot every 5 steps by default
 MIN_EVAL_EVERY = 25
 LIVE_FIELDS = ("batch_size", "eps", "momentum", "lr")  # may change mid-run, see Trainer.set
@@ -393,7 +394,9 @@ class Trainer:
         mode, batches of the training batch size); the running buffers are left untouched."""
         model = self.model
         model.eval()
-        acc_running = _accuracy(model(self.eval_x), self.eval_y)
+        # in chunks: one pass over all 500 images would hold ~100 MB of activations at once
+        logits = torch.cat([model(x) for x in self.eval_x.split(EVAL_CHUNK)])
+        acc_running = _accuracy(logits, self.eval_y)
         if self.config.norm == "batch":
             model.train()
             norms = [b.norm for b in model.blocks]
@@ -429,11 +432,12 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float((logits.argmax(1) == labels).float().mean())
 
 
-def _optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+def _optimizer(config: TrainConfig, model: nn.Module) -> optim.SGD | optim.Adam:
+    """torch.optim's SGD (momentum 0.9) or Adam, bit for bit; see bnviz/optim.py for why."""
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr)
-    return torch.optim.SGD(params, lr=config.lr, momentum=0.9)
+        return optim.Adam(params, lr=config.lr)
+    return optim.SGD(params, lr=config.lr, momentum=0.9)
 
 
 def _divergence_message(step: int, loss: float, first: float) -> str:

@@ -504,3 +504,28 @@ def test_download_function_directly(server, tmp_path):
     with pytest.raises(ds.DatasetUnavailable, match="checksum"):
         ds.download(f"{server.url}/f", tmp_path / "g.bin", "1" * 64)
     assert not (tmp_path / "g.bin").exists()
+
+
+def test_shapes_are_kept_in_the_cache_folder_and_a_bad_copy_is_replaced(monkeypatch, tmp_path):
+    monkeypatch.setenv("BNVIZ_DATA_DIR", str(tmp_path))
+    generated = ds._shapes_arrays()  # generated (once per process) and written
+    (copy,) = tmp_path.glob("shapes-*.npz")
+    calls = []
+    monkeypatch.setattr(ds.shapes, "load", lambda: calls.append(1) or generated)
+    read = ds._shapes_arrays()
+    assert calls == [] and all(np.array_equal(a, b) for a, b in zip(read, generated))
+    assert not any(a.flags.writeable for a in read)
+    copy.write_bytes(copy.read_bytes()[:1000])  # truncated
+    assert all(np.array_equal(a, b) for a, b in zip(ds._shapes_arrays(), generated))
+    assert calls == [1] and ds._shapes_arrays() is not None and calls == [1]  # rewritten
+    np.savez(copy, x_train=np.zeros(3))  # wrong contents
+    ds._shapes_arrays()
+    assert calls == [1, 1]
+
+
+def test_shapes_without_a_writable_cache_folder(monkeypatch, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("BNVIZ_DATA_DIR", str(blocker / "cache"))
+    x_train, *_ = ds._shapes_arrays()
+    assert x_train.shape[0] == ds.shapes.N_TRAIN and blocker.read_text() == "not a folder"

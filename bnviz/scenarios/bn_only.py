@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import optim
 from ..config import TrainConfig
 from ..record import Run
 from ..trainer import Trainer, to_tensor
@@ -106,7 +107,7 @@ def train_variant(trainer: Trainer, variant: str, steps: int, eval_every: int) -
         trained = everything
     for p in everything:
         p.requires_grad_(any(p is q for q in trained))
-    optimizer = torch.optim.Adam(trained, lr=config.lr)
+    optimizer = optim.Adam(trained, lr=config.lr)
     fresh = trainer.steps_done == 0 and trainer.run.eval_steps == [0]
     # a fresh Trainer has measured step 0 already (the same eval-mode accuracy)
     start_acc = trainer.run.acc_running_stats[0] if fresh else heldout_accuracy(trainer)

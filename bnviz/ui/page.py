@@ -12,6 +12,7 @@ import torch
 from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from .. import memory
 from ..cache import SharedCache, worker
 from ..config import TrainConfig
 from ..datasets import DatasetUnavailable
@@ -33,6 +34,10 @@ try:
     torch.set_num_interop_threads(1)
 except RuntimeError:
     pass
+
+# Memory: one server process serves every viewer, so keep malloc from growing an arena per thread
+# (see bnviz/memory.py); freed temporaries are handed back after each new run starts.
+memory.limit_arenas()
 
 # "bnviz compute: ..." lines in the server log: one per computation shared across sessions
 logging.getLogger("bnviz").setLevel(logging.INFO)
@@ -99,7 +104,9 @@ def _start(config: TrainConfig, twin: str) -> Session:
         st.session_state["data_error"] = str(e)
         return session
     st.session_state.pop("data_error", None)
-    return Session.start(config, twin, opening)
+    session = Session.start(config, twin, opening)
+    memory.trim()  # the data set's generation and the first steps leave freed temporaries
+    return session
 
 
 def _connected() -> Callable[[], bool]:
@@ -115,7 +122,12 @@ def _connected() -> Callable[[], bool]:
 def _train(session: Session) -> Future:
     """Queue this session's training on the worker (once: a queued request is not repeated)."""
     others_waiting, connected = (lambda: worker.waiting() > 0), _connected()
-    return worker.run(("train", session.serial), lambda: session.train(others_waiting, connected))
+
+    def train():
+        session.train(others_waiting, connected)
+        memory.trim()  # the activations of the last steps
+
+    return worker.run(("train", session.serial), train)
 
 
 def _current_session(config: TrainConfig, twin: str) -> Session:
