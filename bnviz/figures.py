@@ -7,7 +7,10 @@ background colour is set: the app's light or dark theme applies, and every colou
 contrast of at least 3:1 on both white and Streamlit's dark background. For a projector, every
 figure has a short title with the details in a wrapped subtitle, its legend under the plot (a
 column per run when a twin is shown) and a height that grows with the legend, so that the plot
-keeps its size: _finish and _legend do this for all of them."""
+keeps its size: _finish and _legend do this for all of them. Figures are built as plain dicts
+(_Spec) and handed to go.Figure unvalidated: plotly's validation of every add_*, update_* and
+make_subplots call cost 20-50 times more than the rest, on a server that trains at the same
+time."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import textwrap
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+from plotly.subplots import SubplotRef
 
 from .config import FIELDS
 from .model import block_sides
@@ -143,8 +146,137 @@ def _in_force(run: Run, field: str, step: int):
     return value
 
 
+def _merge(target: dict, props: dict) -> dict:
+    """Set `props` on `target` as plotly's update does: a nested dict merges into the nested
+    dict there (copied, so that no dict is shared between two places), and None removes."""
+    for key, value in props.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict):
+            _merge(target.setdefault(key, {}), value)
+        else:
+            target[key] = value
+    return target
+
+
+def _trace(kind: str, **props) -> dict:
+    """A trace of plotly type `kind` as a plain dict, without the properties that are None."""
+    return _merge({"type": kind}, props)
+
+
+def _domains(n: int, spacing: float) -> list[list[float]]:
+    """[start, end] of n equal panels side by side with `spacing` between them (fractions of
+    the figure), computed the way make_subplots computes them, to the last bit."""
+    size = (1.0 - spacing * (n - 1)) / n
+    domains = []
+    for k in range(n):
+        start = sum([size] * k) + k * spacing
+        domains.append([max(0.0, start), min(1.0, start + size)])
+    return domains
+
+
+class _Spec:
+    """A figure being built as plain dicts, a list of traces and one layout, on a grid of
+    subplots named and placed as make_subplots names and places them: xaxis/yaxis, xaxis2/
+    yaxis2, ... row by row from the top left, each x anchored to its y, and rows sharing the
+    bottom row's x axis (which alone shows tick labels). figure() hands the dicts to go.Figure
+    unvalidated: about a millisecond, where validating every update_*, add_* and make_subplots
+    call costs plotly tens of milliseconds a figure."""
+
+    def __init__(
+        self, rows: int = 1, cols: int = 1, spacing: float = 0.08, titles: list[str] | None = None
+    ):
+        self.rows, self.cols = rows, cols
+        self.data: list[dict] = []
+        self.layout: dict = {}
+        xs, ys = _domains(cols, spacing), _domains(rows, spacing)[::-1]  # row 1 at the top
+        for row in range(1, rows + 1):
+            for col in range(1, cols + 1):
+                n = self._suffix(row, col)
+                self.layout[f"xaxis{n}"] = {"anchor": f"y{n}", "domain": xs[col - 1]}
+                self.layout[f"yaxis{n}"] = {"anchor": f"x{n}", "domain": ys[row - 1]}
+                if row < rows:
+                    shared = f"x{self._suffix(rows, col)}"
+                    self.layout[f"xaxis{n}"] |= {"matches": shared, "showticklabels": False}
+        for col, text in enumerate(titles or [], 1):  # panel titles, over the top row
+            self.annotate(
+                text=text,
+                x=sum(xs[col - 1]) / 2,
+                xref="paper",
+                xanchor="center",
+                y=ys[0][1],
+                yref="paper",
+                yanchor="bottom",
+                showarrow=False,
+                font=dict(size=PANEL_TITLE_SIZE),
+            )
+
+    def _suffix(self, row: int, col: int) -> str:
+        """'' for the first subplot, else its number: the end of its axis names."""
+        k = (row - 1) * self.cols + col
+        return "" if k == 1 else str(k)
+
+    def cells(self, row: int | None = None, col: int | None = None) -> list[str]:
+        """Axis name suffixes of the subplots in `row` and `col` (every one where None)."""
+        return [
+            self._suffix(r, c)
+            for r in range(1, self.rows + 1)
+            for c in range(1, self.cols + 1)
+            if row in (None, r) and col in (None, c)
+        ]
+
+    def axes(self, letter: str, row: int | None = None, col: int | None = None) -> list[dict]:
+        """The layout dicts of the x or y axes of the subplots in `row` and `col`."""
+        return [self.layout[f"{letter}axis{n}"] for n in self.cells(row, col)]
+
+    def update_axes(self, letters: str, row: int | None = None, col: int | None = None, **props):
+        """Merge `props` into the axes ("x", "y" or "xy") of the subplots in `row` and `col`."""
+        for letter in letters:
+            for axis in self.axes(letter, row, col):
+                _merge(axis, props)
+
+    def update(self, **props) -> None:
+        """Merge `props` into the layout."""
+        _merge(self.layout, props)
+
+    def add(self, trace: dict, row: int | None = None, col: int | None = None) -> None:
+        """Append a trace, drawn on the subplot at (row, col) if given, else on the first."""
+        if row is not None:
+            n = self._suffix(row, col)
+            trace |= {"xaxis": f"x{n}", "yaxis": f"y{n}"}
+        self.data.append(trace)
+
+    def annotate(self, **props) -> None:
+        """Add a text annotation."""
+        self.layout.setdefault("annotations", []).append(_merge({}, props))
+
+    def vline(self, x, line: dict, row: int | None = None, col: int | None = None) -> None:
+        """A vertical line at x over the whole height of each subplot in `row` and `col`."""
+        for n in self.cells(row, col):
+            self._shape(x0=x, x1=x, xref=f"x{n}", y0=0, y1=1, yref=f"y{n} domain", line=line)
+
+    def hline(self, y, line: dict) -> None:
+        """A horizontal line at y over the whole width of every subplot."""
+        for n in self.cells():
+            self._shape(x0=0, x1=1, xref=f"x{n} domain", y0=y, y1=y, yref=f"y{n}", line=line)
+
+    def _shape(self, **props) -> None:
+        self.layout.setdefault("shapes", []).append(_merge({"type": "line"}, props))
+
+    def figure(self) -> go.Figure:
+        """The go.Figure, unvalidated; it knows its subplot grid, for row= and col= selectors."""
+
+        def ref(n: str) -> tuple:
+            axes = {"xaxis": f"x{n}", "yaxis": f"y{n}"}
+            return (SubplotRef("xy", (f"xaxis{n}", f"yaxis{n}"), axes),)
+
+        grid = [[ref(n) for n in self.cells(row=row)] for row in range(1, self.rows + 1)]
+        spec = {"data": self.data, "layout": self.layout, "_grid_ref": grid}
+        return go.Figure(spec, _validate=False)
+
+
 def _line(
-    fig: go.Figure,
+    fig: _Spec,
     x,
     y,
     name: str,
@@ -169,7 +301,8 @@ def _line(
     if scatter.get("hoverinfo") == "skip":
         hover = None
     style = {"mode": "lines", "line": dict(color=color, dash=dash, width=LINE_WIDTH), **scatter}
-    trace = go.Scatter(
+    trace = _trace(
+        "scatter",
         x=np.asarray(x)[idx],
         y=np.asarray(y)[idx],
         name=name,
@@ -177,10 +310,10 @@ def _line(
         customdata=None if customdata is None else np.asarray(customdata)[idx],
         **style,
     )
-    fig.add_trace(trace, row=row, col=col)
+    fig.add(trace, row, col)
 
 
-def _mark_events(fig: go.Figure, run: Run, twin: Run | None = None) -> None:
+def _mark_events(fig: _Spec, run: Run, twin: Run | None = None) -> None:
     """Dotted lines at mid-run changes (one label per step) and a red line where a run diverged."""
     labels: dict[int, list[str]] = {}
     for r in (run, twin):
@@ -197,14 +330,8 @@ def _mark_events(fig: go.Figure, run: Run, twin: Run | None = None) -> None:
             text = "diverged" if twin is None else f"{label} diverged"
             marks.append((r.diverged_step, text, ALERT, dash))
     for k, (step, text, color, dash) in enumerate(marks):
-        fig.add_vline(
-            x=step,
-            line=dict(color=color, dash=dash, width=1.5),
-            row="all",
-            col="all",
-            exclude_empty_subplots=False,
-        )
-        fig.add_annotation(
+        fig.vline(step, dict(color=color, dash=dash, width=1.5))  # in every row
+        fig.annotate(
             x=step,
             xref="x",
             y=1 - 0.09 * (k % 3),
@@ -217,9 +344,9 @@ def _mark_events(fig: go.Figure, run: Run, twin: Run | None = None) -> None:
         )
 
 
-def _no_data(fig: go.Figure, text: str | None = None) -> None:
+def _no_data(fig: _Spec, text: str | None = None) -> None:
     """A centred note on an otherwise empty figure."""
-    fig.add_annotation(
+    fig.annotate(
         text=text or "no data yet",
         x=0.5,
         y=0.5,
@@ -228,8 +355,7 @@ def _no_data(fig: go.Figure, text: str | None = None) -> None:
         showarrow=False,
         font=dict(size=15, color=NEUTRAL),
     )
-    fig.update_xaxes(showticklabels=False)  # no numbers on axes without data
-    fig.update_yaxes(showticklabels=False)
+    fig.update_axes("xy", showticklabels=False)  # no numbers on axes without data
 
 
 def _wrap(text: str, width: int = SUBTITLE_CHARS) -> str:
@@ -237,17 +363,17 @@ def _wrap(text: str, width: int = SUBTITLE_CHARS) -> str:
     return "<br>".join(textwrap.wrap(text, width, break_on_hyphens=False))
 
 
-def _legend(fig: go.Figure) -> int:
+def _legend(fig: _Spec) -> int:
     """Put the legend under the plot (horizontal, at the bottom of the figure, which plotly grows
     its bottom margin for, so it never overlaps the plot or an axis title) and return about how
     many px it takes in a half-width chart. Traces of one legendgroup (one run) stack in a column;
     columns, and ungrouped entries, go side by side and wrap when the next one does not fit."""
     groups: dict[str, list[str]] = {}
     for k, trace in enumerate(fig.data):
-        if trace.name and trace.showlegend is not False:
-            groups.setdefault(trace.legendgroup or f"#{k}", []).append(trace.name)
+        if trace.get("name") and trace.get("showlegend") is not False:
+            groups.setdefault(trace.get("legendgroup") or f"#{k}", []).append(trace["name"])
     shown = sum(len(names) for names in groups.values()) >= 2
-    fig.update_layout(
+    fig.update(
         showlegend=shown,
         legend=dict(
             orientation="h",
@@ -273,10 +399,13 @@ def _legend(fig: go.Figure) -> int:
     return total + line + LEGEND_GAP
 
 
-def _log_ticks(fig: go.Figure) -> dict:
+def _log_ticks(fig: _Spec | go.Figure) -> dict:
     """Log-axis ticks that stay readable: decades only (10⁻³, 10⁻², ...) when the data cross
-    two or more of them, else 1-2-5 over at least half a decade, else plotly's own choice."""
-    ys = [np.asarray(t.y, dtype=np.float64).ravel() for t in fig.data if t.y is not None]
+    two or more of them, else 1-2-5 over at least half a decade, else plotly's own choice.
+    Reads the y values of the traces (dicts of a _Spec, or a go.Figure's trace objects)."""
+    ys = [
+        np.asarray(t["y"], np.float64).ravel() for t in fig.data if "y" in t and t["y"] is not None
+    ]
     y = np.concatenate(ys) if ys else np.ones(1)
     y = np.log10(y[np.isfinite(y) & (y > 0)])
     lo, hi = (y.min(), y.max()) if len(y) else (0.0, 0.0)
@@ -285,7 +414,7 @@ def _log_ticks(fig: go.Figure) -> dict:
 
 
 def _finish(
-    fig: go.Figure,
+    fig: _Spec,
     title: str,
     *,
     x_title: str | None = STEP_AXIS,
@@ -297,12 +426,14 @@ def _finish(
     panel_titles: bool = False,
 ) -> go.Figure:
     """Short title with the details in a wrapped subtitle, axis titles, the legend under the
-    plot, projector-sized fonts, and a height that keeps `plot_height` px for the plot."""
+    plot, projector-sized fonts, and a height that keeps `plot_height` px for the plot; then
+    the go.Figure."""
     subtitle = _wrap(note) if note else ""
     top = TITLE_PX + SUBTITLE_LINE_PX * max(SUBTITLE_LINES, subtitle.count("<br>") + 1)
     top += PANEL_TITLE_PX if panel_titles else 0
-    bottom = AXIS_PX if x_title or any(a.title.text for a in fig.select_xaxes()) else TICKS_PX
-    fig.update_layout(
+    titled = any(axis.get("title", {}).get("text") for axis in fig.axes("x"))
+    bottom = AXIS_PX if x_title or titled else TICKS_PX
+    fig.update(
         title=dict(
             text=title,
             x=0,
@@ -321,22 +452,20 @@ def _finish(
         hoverlabel=dict(font=dict(size=HOVER_SIZE)),
         bargap=0,
     )
-    axis_fonts = dict(title_font=dict(size=AXIS_TITLE_SIZE), tickfont=dict(size=TICK_SIZE))
-    fig.update_xaxes(automargin=True, **axis_fonts)
-    fig.update_yaxes(automargin=True, **axis_fonts)
+    fig.update_axes(
+        "xy",
+        automargin=True,
+        title=dict(font=dict(size=AXIS_TITLE_SIZE)),
+        tickfont=dict(size=TICK_SIZE),
+    )
     if x_title:
-        fig.update_xaxes(title_text=x_title, row=rows)
+        fig.update_axes("x", row=rows, title=dict(text=x_title))
     titles = [y_title] * rows if isinstance(y_title, str) else (y_title or [])
     for row, text in enumerate(titles, 1):
-        fig.update_yaxes(title_text=text, row=row, col=1)
+        fig.update_axes("y", row=row, col=1, title=dict(text=text))
     if log_y:
-        fig.update_yaxes(**_log_ticks(fig))
-    return fig
-
-
-def _grid(rows: int = 1) -> go.Figure:
-    """An empty figure of `rows` rows sharing one x axis (a subplot grid, even for one row)."""
-    return make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.08)
+        fig.update_axes("y", **_log_ticks(fig))
+    return fig.figure()
 
 
 def _empty(run: Run, twin: Run | None) -> bool:
@@ -355,7 +484,7 @@ def _name(what: str, label: str, twin: Run | None) -> str:
 
 
 def _per_layer(
-    fig: go.Figure, run: Run, twin: Run | None, series, *, what: str, unit: str = ""
+    fig: _Spec, run: Run, twin: Run | None, series, *, what: str, unit: str = ""
 ) -> None:
     """One line per block and run; series(run, i) -> (x, y), or None to skip that block."""
     for r, label, dash in _members(run, twin):
@@ -419,7 +548,7 @@ def _step_index(run: Run, step_index: int) -> int:
 
 def loss_figure(run: Run, twin: Run | None = None) -> go.Figure:
     """Training loss (cross-entropy of each batch) per step; the twin dashed."""
-    fig = _grid()
+    fig = _Spec()
     for r, label, dash in _members(run, twin):
         if r.num_steps:
             _line(
@@ -444,7 +573,7 @@ def loss_figure(run: Run, twin: Run | None = None) -> go.Figure:
 
 def accuracy_figure(run: Run, twin: Run | None = None) -> go.Figure:
     """Batch accuracy (centred moving average) and test accuracy in both modes, in %."""
-    fig = _grid()
+    fig = _Spec()
     for r, label, dash in _members(run, twin):
         if r.num_steps:
             smooth = _moving_average(r.metric("train_acc"), SMOOTH_WINDOW) * 100
@@ -487,7 +616,7 @@ def accuracy_figure(run: Run, twin: Run | None = None) -> go.Figure:
     if _empty(run, twin) and not run.eval_steps:
         _no_data(fig)
     _mark_events(fig, run, twin)
-    fig.update_yaxes(range=[0, 101])
+    fig.update_axes("y", range=[0, 101])
     note = (
         f"training batches: a {SMOOTH_WINDOW}-step centred mean; test: held-out images, "
         "in eval mode (running statistics) and train mode (batch statistics)"
@@ -523,8 +652,7 @@ def histogram_figure(run: Run, layer: int, snapshot: int, channel: int | None = 
     if snaps.steps and channel is None:
         titles[-1] += f", {_saturation_label(run, info)}: "
         titles[-1] += f"{snaps.saturated_fraction[snapshot]:.1%}"
-    fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.06)
-    fig.update_annotations(font=dict(size=PANEL_TITLE_SIZE))
+    fig = _Spec(cols=3, spacing=0.06, titles=titles)
     which = "all channels" if channel is None else f"channel {channel}"
     if not snaps.steps:
         _no_data(fig, "no snapshot yet")
@@ -536,7 +664,8 @@ def histogram_figure(run: Run, layer: int, snapshot: int, channel: int | None = 
         counts = np.asarray(series[kind][snapshot], dtype=np.float64)
         counts = counts if channel is None else counts[channel]
         edges = np.asarray(snaps.edges[kind], dtype=np.float64)
-        bar = go.Bar(
+        bar = _trace(
+            "bar",
             x=(edges[:-1] + edges[1:]) / 2,
             y=counts / max(counts.sum(), 1),
             width=np.diff(edges),
@@ -545,7 +674,7 @@ def histogram_figure(run: Run, layer: int, snapshot: int, channel: int | None = 
             hovertemplate="values %{customdata}<br>fraction %{y:.3f}<extra></extra>",
             showlegend=False,
         )
-        fig.add_trace(bar, row=1, col=col)
+        fig.add(bar, row=1, col=col)
     images = min(HIST_IMAGES, int(_in_force(run, "batch_size", step)))
     notes = [f"the first {images} images of the training batch"]
     if run.config.placement == "after":
@@ -572,7 +701,7 @@ def percentile_figure(
     """15/50/85th percentiles of a unit's or layer's activation input (Ioffe & Szegedy Fig. 1)."""
     if which not in ("unit", "layer"):
         raise ValueError(f"which must be 'unit' or 'layer'; got {which!r}")
-    fig = _grid()
+    fig = _Spec()
     color = layer_color(layer)
     for r, label, dash in _members(run, twin):
         if layer >= len(r.layers) or not r.snapshots[layer].steps:
@@ -644,7 +773,7 @@ def percentile_figure(
 
 def saturation_figure(run: Run, twin: Run | None = None) -> go.Figure:
     """Fraction of each block's activations that are dead or saturated, in %, per snapshot."""
-    fig = _grid()
+    fig = _Spec()
 
     def series(r, i):
         snaps = r.snapshots[i]
@@ -655,7 +784,7 @@ def saturation_figure(run: Run, twin: Run | None = None) -> go.Figure:
     if not fig.data:
         _no_data(fig, "no snapshot yet")
     _mark_events(fig, run, twin)
-    fig.update_yaxes(rangemode="tozero")  # a rise from 3% to 6% should not fill the height
+    fig.update_axes("y", rangemode="tozero")  # a rise from 3% to 6% should not fill the height
     return _finish(
         fig,
         f"Activations {label.split(' (')[0]}, per block",
@@ -672,7 +801,7 @@ def running_stats_figure(run: Run, layer: int, channel: int) -> go.Figure:
     info = run.layers[layer]
     if not 0 <= channel < info.channels:
         raise ValueError(f"channel must be from 0 to {info.channels - 1}; got {channel}")
-    fig = _grid(rows=2)
+    fig = _Spec(rows=2)
     color = layer_color(layer)
     for row, (what, batch_key, running_key, initial) in enumerate(_STAT_ROWS, 1):
         if not run.num_steps:
@@ -733,7 +862,7 @@ def running_stats_figure(run: Run, layer: int, channel: int) -> go.Figure:
 def affine_figure(run: Run, layer: int) -> go.Figure:
     """γ (scale) and β (shift) of every channel of block `layer` over the steps, two rows."""
     info = run.layers[layer]
-    fig = _grid(rows=2)
+    fig = _Spec(rows=2)
     gamma, beta = run.layer_stat(layer, "gamma"), run.layer_stat(layer, "beta")
     if gamma is None or beta is None:
         _no_data(fig, f"{NORM_NAMES[info.norm]} has no γ and β to learn")
@@ -779,7 +908,7 @@ def _gain(var: np.ndarray, eps: float) -> np.ndarray:
 def gain_figure(run: Run, layer: int, step_index: int = -1) -> go.Figure:
     """Each channel's gain 1/sqrt(var + eps) at one step, eps-dominated channels highlighted."""
     info = run.layers[layer]
-    fig = _grid()
+    fig = _Spec()
     if not run.num_steps:
         _no_data(fig)
         return _finish(fig, f"{info.name}: gain 1/√(var + ε)", x_title="channel", log_y=True)
@@ -798,7 +927,8 @@ def gain_figure(run: Run, layer: int, step_index: int = -1) -> go.Figure:
         ("gain 1/√(batch var + ε)", ~dominated, layer_color(layer), ""),
         ("ε ≥ batch var: ε dominates", dominated, ALERT, "/"),
     ):
-        fig.add_bar(
+        bar = _trace(
+            "bar",
             x=channels[mask],
             y=gain[mask],
             name=name,
@@ -806,10 +936,12 @@ def gain_figure(run: Run, layer: int, step_index: int = -1) -> go.Figure:
             marker=dict(color=color, pattern=dict(shape=pattern), line=dict(width=0)),
             hovertemplate=hover,
         )
+        fig.add(bar)
     running = run.layer_stat(layer, "running_var")
     if running is not None:
         rvar = running[i].astype(np.float64)
-        fig.add_scatter(
+        points = _trace(
+            "scatter",
             x=channels,
             y=_gain(rvar, eps),
             mode="markers",
@@ -818,8 +950,10 @@ def gain_figure(run: Run, layer: int, step_index: int = -1) -> go.Figure:
             marker=dict(color=NEUTRAL, size=8, symbol="diamond"),
             hovertemplate=hover.replace("batch var", "running var"),
         )
+        fig.add(points)
     if eps > 0:
-        fig.add_scatter(
+        limit = _trace(
+            "scatter",
             x=[-0.5, info.channels - 0.5],
             y=[eps**-0.5] * 2,
             mode="lines",
@@ -827,12 +961,13 @@ def gain_figure(run: Run, layer: int, step_index: int = -1) -> go.Figure:
             line=dict(color=NEUTRAL, dash="dot"),
             hovertemplate="1/√ε = %{y:.4g}<extra></extra>",
         )
-    fig.update_layout(barmode="overlay")
+        fig.add(limit)
+    fig.update(barmode="overlay")
     # gain 1 (the scale left unchanged) always in view, so that the bars have a labelled base
     shown = np.r_[gain, eps**-0.5 if eps > 0 else 1.0, 1.0]
     shown = np.log10(shown[np.isfinite(shown) & (shown > 0)])
     pad = 0.05 * (shown.max() - shown.min()) + 0.05
-    fig.update_yaxes(range=[shown.min() - pad, shown.max() + pad])
+    fig.update_axes("y", range=[shown.min() - pad, shown.max() + pad])
     note = (
         f"ε = {eps:g}: in {int(dominated.sum())} of {info.channels} channels ε ≥ the batch "
         "variance (red, hatched), so ε rather than the data sets the gain"
@@ -857,7 +992,7 @@ def gain_figure(run: Run, layer: int, step_index: int = -1) -> go.Figure:
 
 def grad_norm_figure(run: Run, twin: Run | None = None) -> go.Figure:
     """Per-block L2 norm of the loss gradient w.r.t. the norm's input, log y; twin dashed."""
-    fig = _grid()
+    fig = _Spec()
     _per_layer(
         fig,
         run,
@@ -880,7 +1015,7 @@ def grad_norm_figure(run: Run, twin: Run | None = None) -> go.Figure:
 
 def update_ratio_figure(run: Run, twin: Run | None = None) -> go.Figure:
     """Update:data ratio of the conv and head weights, against the 1e-3 rule of thumb."""
-    fig = _grid()
+    fig = _Spec()
     for r, label, dash in _members(run, twin):
         if not r.num_steps:
             continue
@@ -905,7 +1040,8 @@ def update_ratio_figure(run: Run, twin: Run | None = None) -> go.Figure:
                 legendgroup=_group(label, twin),
             )
     last = max(run.num_steps, twin.num_steps if twin is not None else 0, 1)
-    fig.add_scatter(
+    reference = _trace(
+        "scatter",
         x=[1, last],
         y=[UPDATE_RATIO_REFERENCE] * 2,
         mode="lines",
@@ -913,6 +1049,7 @@ def update_ratio_figure(run: Run, twin: Run | None = None) -> go.Figure:
         line=dict(color=NEUTRAL, dash="dot", width=2),
         hovertemplate="1e-3: Karpathy's rule of thumb<extra></extra>",
     )
+    fig.add(reference)
     if _empty(run, twin):
         _no_data(fig)
     _mark_events(fig, run, twin)
@@ -931,7 +1068,7 @@ def update_ratio_figure(run: Run, twin: Run | None = None) -> go.Figure:
 
 def eval_gap_figure(run: Run, twin: Run | None = None) -> go.Figure:
     """Test accuracy with batch stats minus with running stats, in percentage points."""
-    fig = _grid()
+    fig = _Spec()
     skipped, without = 0, []
     members = _members(run, twin)
     for r, label, dash in members:
@@ -956,7 +1093,7 @@ def eval_gap_figure(run: Run, twin: Run | None = None) -> go.Figure:
                 mode="lines+markers",
                 marker=dict(color=color, size=8),
             )
-    fig.add_hline(y=0, line=dict(color=NEUTRAL, width=1.5), exclude_empty_subplots=False)
+    fig.hline(0, dict(color=NEUTRAL, width=1.5))
     if not fig.data:
         _no_data(fig, "no running statistics, so no gap" if len(without) == len(members) else None)
     _mark_events(fig, run, twin)
@@ -982,26 +1119,19 @@ def batch_noise_figure(noise) -> go.Figure:
         f"std {values.std() if len(values) else math.nan:.3g} (all test images: {full:.4g})"
         for values, full, what, _ in panels
     ]
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08, subplot_titles=titles)
-    fig.update_annotations(font=dict(size=PANEL_TITLE_SIZE))
+    fig = _Spec(cols=2, spacing=0.08, titles=titles)
     for col, (values, full, what, unit) in enumerate(panels, 1):
-        fig.add_histogram(
+        histogram = _trace(
+            "histogram",
             x=values,
             nbinsx=20,
             marker=dict(color=layer_color(noise.layer), line=dict(width=0)),
             showlegend=False,
             hovertemplate=f"batch {what} %{{x}}<br>%{{y}} batches<extra></extra>",
-            row=1,
-            col=col,
         )
-        fig.add_vline(
-            x=full,
-            line=dict(color=ALERT, width=2, dash="dash"),
-            row=1,
-            col=col,
-            exclude_empty_subplots=False,
-        )
-        fig.update_xaxes(title_text=f"batch {what} ({unit})", row=1, col=col)
+        fig.add(histogram, row=1, col=col)
+        fig.vline(full, dict(color=ALERT, width=2, dash="dash"), row=1, col=col)
+        fig.update_axes("x", row=1, col=col, title=dict(text=f"batch {what} ({unit})"))
     title = f"channel {noise.channel} of block{noise.layer + 1}: batch statistics"
     note = (
         f"batch size {noise.batch_size}: {len(noise.batch_means)} batches of held-out images; "

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import pytest
 from conftest import SMALL
+from plotly.subplots import make_subplots
 
 from bnviz import Lockstep, Run, TrainConfig, Trainer
 from bnviz import figures as F
@@ -553,6 +554,26 @@ def test_long_runs_are_strided_to_a_small_payload_keeping_the_last_point(run):
         assert all(t.x[-1] == 5000 for t in figure.data if len(t.x) > 100)
     assert len(pio.to_json(F.affine_figure(long, 1))) < 200_000
     assert len(pio.to_json(fig)) < 30_000
+
+
+@pytest.mark.parametrize("rows, cols, spacing", [(1, 1, 0.08), (2, 1, 0.08), (1, 3, 0.06)])
+def test_subplot_grids_are_laid_out_as_make_subplots_lays_them_out(rows, cols, spacing):
+    """Figures are built as dicts, without make_subplots: the same axis names, domains, shared
+    x axis and panel titles, and a grid that plotly's row= and col= selectors understand."""
+    titles = [f"panel {k}" for k in range(rows * cols)]
+    ours = F._Spec(rows, cols, spacing, titles=titles if rows == 1 else None).figure()
+    plotly = make_subplots(
+        rows=rows,
+        cols=cols,
+        shared_xaxes=True,
+        vertical_spacing=spacing if rows > 1 else None,
+        horizontal_spacing=spacing if cols > 1 else None,
+        subplot_titles=titles if rows == 1 else None,
+    )
+    plotly.update_annotations(font=dict(size=F.PANEL_TITLE_SIZE))
+    assert ours.to_dict() == plotly.to_dict()
+    assert ours._grid_ref == plotly._grid_ref
+    assert len(list(ours.select_yaxes(row=rows, col=1))) == 1
 
 
 @pytest.mark.parametrize("n", [0, 1, 599, 600, 601, 5000, 12345])
