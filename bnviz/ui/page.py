@@ -46,7 +46,7 @@ if not logging.getLogger("bnviz").handlers:
 
 STEP_CHUNK = 10  # steps per press of "step"
 FIRST_STEPS = 20  # trained at once on first load, so the first picture means something
-REFRESH_SECONDS = 0.5  # while playing, the page redraws this often; training goes on between
+REFRESH_SECONDS = 0.4  # while playing, the page redraws this often; training goes on between
 QUEUE_POLL_SECONDS = 1.0  # while waiting for a training thread, the status line redraws this often
 JOBS_POLL_SECONDS = 1.0  # while a scenario's experiments run, the page looks for new results
 # The first steps of each configuration, trained once and cloned by every session that opens
