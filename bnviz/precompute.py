@@ -61,7 +61,8 @@ from .scenarios import SCENARIOS
 FORMAT = 1
 PACKAGE = Path(__file__).resolve().parent
 DEFAULT_DIR = PACKAGE.parent / "assets" / "precomputed"
-NOT_RESULTS = ("__main__.py", "cache.py", "figures.py", "memory.py")  # relative to bnviz/; see the docstring
+# modules of bnviz/ that cannot change a result (see the docstring)
+NOT_RESULTS = ("__main__.py", "cache.py", "figures.py", "memory.py")
 MANIFEST = "manifest.json"
 REGENERATE = "python -m bnviz precompute"
 
