@@ -116,10 +116,6 @@ class Worker:
             with self._lock:
                 self._pending.pop(key, None)
 
-    def pending(self, key: Hashable) -> bool:
-        with self._lock:
-            return key in self._pending
-
     def waiting(self) -> int:
         """How many jobs wait for a thread."""
         with self._lock:

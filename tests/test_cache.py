@@ -58,10 +58,10 @@ def test_uncached_runs_are_queued_once_while_pending_and_counted_as_waiting():
     time.sleep(0.05)
     first = worker.run("train", lambda: calls.append(1))
     assert worker.run("train", lambda: calls.append(2)) is first
-    assert worker.waiting() == 1 and worker.position("train") == 1 and worker.pending("train")
+    assert worker.waiting() == 1 and worker.position("train") == 1
     gate.set()
     busy.result(5), first.result(5)
-    assert calls == [1] and worker.waiting() == 0 and not worker.pending("train")
+    assert calls == [1] and worker.waiting() == 0 and worker.position("train") is None
     worker.run("train", lambda: calls.append(3)).result(5)  # not cached: runs again
     assert calls == [1, 3]
 

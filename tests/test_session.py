@@ -33,11 +33,6 @@ def test_states_and_finishing():
     assert diverged.state == "diverged"
 
 
-def test_advance_by_time_budget_takes_at_least_one_step():
-    session = Session.start(config(), NO_TWIN)
-    assert session.advance(seconds=0.0) == 1
-
-
 def test_live_changes_apply_to_both_networks_and_structural_ones_change_the_key():
     session = Session.start(config(), "none")
     session.advance(steps=2)

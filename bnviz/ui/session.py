@@ -103,15 +103,14 @@ class Session:
         """The page was drawn just now: its tab is open."""
         self.seen = time.monotonic()
 
-    def advance(self, steps: int | None = None, seconds: float | None = None) -> int:
-        """Train `steps` steps, or as many as fit in `seconds`; returns how many were taken."""
+    def advance(self, steps: int) -> int:
+        """Train `steps` steps on this thread (tests and scripts; the app trains on the
+        worker, see train()); returns how many were taken."""
         start, done = time.perf_counter(), 0
-        while not self.finished and (steps is None or done < steps):
+        while not self.finished and done < steps:
             with self.guard:
                 self.lock.step(1)
             done += 1
-            if seconds is not None and time.perf_counter() - start >= seconds:
-                break
         elapsed = time.perf_counter() - start
         if done and elapsed > 0:
             self.steps_per_second = done / elapsed
@@ -204,7 +203,3 @@ class Frame:
     @property
     def playing(self) -> bool:
         return self.state == "playing"
-
-    @property
-    def finished(self) -> bool:
-        return self.state not in ("playing", "paused")
