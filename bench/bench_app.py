@@ -206,8 +206,8 @@ class Server:
     exit from the `with` block, whatever the reason. With sampled=True the server's threads
     can be sampled (see SAMPLED_SERVER) between sampling_start() and sampling_stop()."""
 
-    def __init__(self, sampled: bool = False, start_timeout: float = 120.0):
-        self.sampled, self.start_timeout = sampled, start_timeout
+    def __init__(self, sampled: bool = False, start_timeout: float = 120.0, app: Path = APP):
+        self.sampled, self.start_timeout, self.app = sampled, start_timeout, app
         self.process: subprocess.Popen | None = None
         self.url = ""
 
@@ -228,7 +228,7 @@ class Server:
                 str(SAMPLE_HZ),
             ]
         self.process = subprocess.Popen(
-            [*command, "run", str(APP), "--server.headless", "true",
+            [*command, "run", str(self.app), "--server.headless", "true",
              "--server.port", str(port), "--server.address", "127.0.0.1"],
             cwd=ROOT, stdout=self.log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
@@ -1051,6 +1051,35 @@ def _time_first_chart(context, url: str) -> tuple[float, tuple | None]:
     return seconds, _first_chart_phases(frames, seconds)
 
 
+# The floor under 3b on this machine: a Streamlit app that only draws one small chart, served
+# with bnviz's settings and timed the same way.
+ONE_CHART_APP = """
+import plotly.graph_objects as go
+import streamlit as st
+st.plotly_chart(go.Figure(go.Scatter(y=[3, 1, 2])))
+"""
+
+
+def startup_first_chart_floor(part: Part) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench_app-") as folder:
+        app = Path(folder, "one_chart.py")
+        app.write_text(ONE_CHART_APP)
+        with Server(app=app) as server, chromium() as browser:
+            open_page(browser, server.url)[0].close()  # warms the server
+            times = []
+            for _ in range(FIRST_CHART_RUNS):
+                context = browser.new_context(viewport=VIEWPORT)
+                times.append(_time_first_chart(context, server.url)[0])
+                context.close()
+    part.add(
+        f"3b. the same for a one-chart Streamlit app (the floor here), median of "
+        f"{FIRST_CHART_RUNS}",
+        _median(times),
+        "s",
+        detail=f"max {max(times):.2f} s",
+    )
+
+
 def startup_first_chart(part: Part) -> None:
     with Server() as server, chromium() as browser:
         context, page = open_page(browser, server.url)  # warms the server
@@ -1099,6 +1128,7 @@ def startup_first_chart(part: Part) -> None:
 def part_startup(part: Part) -> None:
     startup_apptest(part)
     startup_first_chart(part)
+    startup_first_chart_floor(part)
 
 
 # ---------------------------------------------------------------- memory
