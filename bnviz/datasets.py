@@ -7,10 +7,15 @@ Downloads are cached as ``data_dir()/<name>/<file>`` (``$BNVIZ_DATA_DIR``, defau
 ``~/.cache/bnviz``). Every file, fresh or cached, is checked against a pinned size and SHA-256
 before it is parsed; a bad file is deleted, and nothing is unpickled before that check passes
 (and even then only with an unpickler that admits the three numpy globals arrays need).
+Every failure (network, time limit, checksum, a cache folder that is read-only, full or
+unreadable) raises DatasetUnavailable with a message for the teacher, and leaves no partial file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import glob
 import gzip
 import hashlib
 import http.client
@@ -20,6 +25,7 @@ import pickle
 import tarfile
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -103,6 +109,10 @@ SOURCES: dict[str, dict[str, tuple[str, str, int]]] = {
 }
 OFFLINE_HINT = "The built-in 'shapes' data set works offline."
 _CHUNK = 1 << 20
+TIMEOUT = 30.0  # seconds one network read may wait for data
+# Seconds one file's download may take in all, so that a server sending a byte at a time cannot
+# hold a session forever: CIFAR-10's 170 MB need about 2.3 Mbit/s to arrive within 10 minutes.
+DOWNLOAD_DEADLINE = 600.0
 
 
 def data_dir() -> Path:
@@ -225,11 +235,43 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _disk_error(folder: Path, e: OSError) -> DatasetUnavailable:
+def _show(path: Path) -> str:
+    """A path for a message: the home folder as ~ (shorter, and no user name)."""
+    try:
+        return str(Path("~") / Path(path).relative_to(Path.home()))
+    except (ValueError, RuntimeError, KeyError):
+        return str(path)
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as a teacher would say them: '0.5 seconds', '10 minutes'."""
+    return f"{seconds / 60:g} minutes" if seconds >= 120 else f"{seconds:g} seconds"
+
+
+def _disk_error(folder: Path, e: OSError, action: str = "save a file in") -> DatasetUnavailable:
     """Error for a cache folder that cannot be written (read-only, disk full, ...)."""
+    why = e.strerror or type(e).__name__
+    where = f"Could not {action} the cache folder {_show(folder)}"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DatasetUnavailable(
+            f"{where}: the disk is full ({why}). Free some disk space, or set BNVIZ_DATA_DIR "
+            "to a folder on a disk with room."
+        )
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return DatasetUnavailable(
+            f"{where}: it is read-only ({why}). Set BNVIZ_DATA_DIR to a writable folder."
+        )
     return DatasetUnavailable(
-        f"Could not save a file in the cache folder {folder}: {e.strerror or e}. "
-        "Free some disk space or set BNVIZ_DATA_DIR to a writable folder."
+        f"{where} ({why}). Set BNVIZ_DATA_DIR to a writable folder with free space."
+    )
+
+
+def _read_error(path: Path, e: OSError) -> DatasetUnavailable:
+    """Error for a cached file that exists but cannot be read."""
+    return DatasetUnavailable(
+        f"Could not read {path.name} in the cache folder {_show(path.parent)} "
+        f"({e.strerror or type(e).__name__}). Delete that folder, or set BNVIZ_DATA_DIR to "
+        "another folder, and try again."
     )
 
 
@@ -245,37 +287,85 @@ def _network_reason(e: Exception, timeout: float) -> str:
     return f"no internet connection, or the server cannot be reached ({reason})"
 
 
+def _network_error(url: str, why: str) -> DatasetUnavailable:
+    """Error for a download that failed on the way (the cache folder is not to blame)."""
+    return DatasetUnavailable(f"Could not download {url}: {why}. Try again later. {OFFLINE_HINT}")
+
+
+def _body(url: str, timeout: float):
+    """Yield the body of url as it arrives; network faults raise DatasetUnavailable."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            # read1: whatever has arrived, with at most one socket read, so that the caller
+            # sees time pass even when a server drips one byte at a time.
+            while chunk := response.read1(_CHUNK):
+                yield chunk
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+        raise _network_error(url, _network_reason(e, timeout)) from e
+
+
+def _transfer(url: str, out, timeout: float, size: int | None):
+    """Stream url into the open file `out`, stopping past `size` bytes; returns (sha256
+    object, bytes received). A download that takes longer than DOWNLOAD_DEADLINE seconds
+    raises DatasetUnavailable, a failed write OSError."""
+    digest, n, start = hashlib.sha256(), 0, time.monotonic()
+    with contextlib.closing(_body(url, timeout)) as body:
+        for chunk in body:
+            if time.monotonic() - start > DOWNLOAD_DEADLINE:
+                raise _network_error(
+                    url,
+                    f"the download took longer than {_duration(DOWNLOAD_DEADLINE)} (a very "
+                    "slow connection); the partial file was discarded",
+                )
+            n += len(chunk)
+            if size is not None and n > size:
+                break
+            digest.update(chunk)
+            out.write(chunk)
+    return digest, n
+
+
+def _remove(path: str | Path) -> None:
+    """Delete a file if it is there; a failure here must not hide the error being reported."""
+    try:
+        Path(path).unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _remove_stale_temps(dest: Path) -> None:
+    """Delete temporary files left beside dest by a download whose process was killed (one
+    still running writes its file at least once per deadline)."""
+    too_old = time.time() - 2 * DOWNLOAD_DEADLINE
+    try:
+        for path in dest.parent.glob(f".{glob.escape(dest.name)}.*"):
+            if path.stat().st_mtime < too_old:
+                path.unlink()
+    except OSError:
+        pass
+
+
 def download(
-    url: str, dest: Path, sha256: str, timeout: float = 30.0, *, size: int | None = None
+    url: str, dest: Path, sha256: str, timeout: float | None = None, *, size: int | None = None
 ) -> Path:
-    """Fetch url to dest via a temporary file, checking size and SHA-256; never leaves junk."""
-    dest = Path(dest)
+    """Fetch url to dest via a temporary file, checking size and SHA-256; never leaves junk.
+    Each network read waits at most `timeout` seconds (default TIMEOUT), the whole download
+    at most DOWNLOAD_DEADLINE seconds."""
+    dest, timeout = Path(dest), TIMEOUT if timeout is None else timeout
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(dest)
         tmp = tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", delete=False)
     except OSError as e:
         raise _disk_error(dest.parent, e) from e
-    digest, n = hashlib.sha256(), 0
     try:
-        with tmp:
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as response:
-                    while chunk := response.read(_CHUNK):
-                        n += len(chunk)
-                        if size is not None and n > size:
-                            break
-                        digest.update(chunk)
-                        try:
-                            tmp.write(chunk)
-                        except OSError as e:
-                            raise _disk_error(dest.parent, e) from e
-            except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
-                why = _network_reason(e, timeout)
-                raise DatasetUnavailable(f"Could not download {url}: {why}. {OFFLINE_HINT}") from e
-            try:
+        try:
+            with tmp:
+                digest, n = _transfer(url, tmp, timeout, size)
                 tmp.flush()
-            except OSError as e:
-                raise _disk_error(dest.parent, e) from e
+                os.fsync(tmp.fileno())  # the data is on disk before its name is
+        except OSError as e:  # write, flush, fsync or close
+            raise _disk_error(dest.parent, e) from e
         if size is not None and n != size:
             raise DatasetUnavailable(
                 f"The download of {url} was incomplete or wrong: expected {size} bytes, got "
@@ -291,33 +381,41 @@ def download(
         except OSError as e:
             raise _disk_error(dest.parent, e) from e
     except BaseException:
-        Path(tmp.name).unlink(missing_ok=True)
+        _remove(tmp.name)
         raise
     return dest
 
 
 def _fetch(url: str, path: Path, sha256: str, size: int, allow_download: bool, timeout: float):
     """Return path to a verified copy of the file, re-downloading a missing or corrupt one."""
-    problem = "is not in the cache"
-    if path.exists():
-        if path.stat().st_size == size and _sha256_file(path) == sha256:
+    try:
+        cached = path.exists()
+        if cached and path.stat().st_size == size and _sha256_file(path) == sha256:
             return path
+    except OSError as e:
+        raise _read_error(path, e) from e
+    problem = "is not in the cache"
+    if cached:
         problem = "in the cache was corrupt (wrong size or checksum) and has been deleted"
         try:
             path.unlink()
         except OSError as e:
-            raise _disk_error(path.parent, e) from e
+            raise _disk_error(path.parent, e, "delete a corrupt file from") from e
     if not allow_download:
-        raise DatasetUnavailable(f"{path} {problem}, and downloading is off. {OFFLINE_HINT}")
+        raise DatasetUnavailable(
+            f"{path.name} {problem} ({_show(path.parent)}), and downloading is off. {OFFLINE_HINT}"
+        )
     return download(url, path, sha256, timeout, size=size)
 
 
 def load_real(
-    name: str, root: Path | None = None, download: bool = True, timeout: float = 30.0
+    name: str, root: Path | None = None, download: bool = True, timeout: float | None = None
 ) -> Dataset:
-    """Load MNIST, Fashion-MNIST or CIFAR-10 from the cache, downloading what is missing."""
+    """Load MNIST, Fashion-MNIST or CIFAR-10 from the cache, downloading what is missing
+    (`timeout`: seconds one network read may wait, default TIMEOUT)."""
     if name not in REAL_DATASETS:
         raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(REAL_DATASETS)}")
+    timeout = TIMEOUT if timeout is None else timeout
     folder = (Path(root) if root is not None else data_dir()) / name
     try:
         paths = {
@@ -336,9 +434,10 @@ def load_real(
             arrays = (x_tr[:, None], y_tr, x_te[:, None], y_te)
         return make_dataset(name, *arrays, CLASSES[name])
     except (ValueError, OSError, EOFError, tarfile.TarError, zlib.error) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else e
         raise DatasetUnavailable(
-            f"{TITLES[name]} files in {folder} could not be read ({e}); delete that folder and "
-            "try again."
+            f"{TITLES[name]} is not available. Its files in {_show(folder)} could not be read "
+            f"({why}); delete that folder and try again."
         ) from e
 
 
@@ -382,14 +481,17 @@ def _shapes_arrays() -> tuple[np.ndarray, ...]:
 
 DATASETS = ("shapes", *REAL_DATASETS)
 _loaded: dict[str, Dataset] = {}
-_load_lock = threading.Lock()
+# One lock per data set: a slow download of one never holds up loading another, and two
+# sessions asking for the same one load it once.
+_load_locks = {name: threading.Lock() for name in DATASETS}
 
 
 def load(name: str) -> Dataset:
-    """Any data set by name, loaded once per process and shared (its arrays are read-only)."""
+    """Any data set by name, loaded once per process and shared (its arrays are read-only).
+    A failure is not remembered: the next call tries again."""
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
-    with _load_lock:
+    with _load_locks[name]:
         if name not in _loaded:
             if name == "shapes":
                 _loaded[name] = make_dataset(name, *_shapes_arrays(), shapes.CLASSES)

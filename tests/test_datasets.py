@@ -15,6 +15,7 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import TALLY
 
 from bnviz import datasets as ds
 
@@ -111,8 +112,15 @@ def cifar_members():
 
 # ---------------------------------------------------------------- local HTTP server
 
+DRIP, DRIP_BYTES = 0.02, 100
+
 
 class Handler(http.server.BaseHTTPRequestHandler):
+    """Serves server.files; server.modes[path] makes it misbehave: "stall" (no answer until
+    server.release), "truncate" (half the body, then close), "stall_body" (half, then stall),
+    "drip" (one byte every DRIP seconds, each well within any read time-out, then close after
+    DRIP_BYTES bytes: a client without a total deadline fails after 2 s instead of hanging)."""
+
     def do_GET(self):
         srv = self.server
         srv.requests.append(self.path)
@@ -126,6 +134,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if mode == "drip":
+            for i in range(min(len(body), DRIP_BYTES)):
+                if srv.release.wait(DRIP):
+                    return
+                try:
+                    self.wfile.write(body[i : i + 1])
+                    self.wfile.flush()
+                except OSError:  # the client gave up
+                    return
+            return
         if mode in ("truncate", "stall_body"):
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
@@ -358,6 +376,7 @@ def assert_no_files(folder):
 
 
 def test_checksum_mismatch_discards_file(server, monkeypatch, cache):
+    TALLY["fault cases"] += 1
     serve(server, monkeypatch, "mnist", mnist_files()[0], sha="0" * 64)
     with pytest.raises(ds.DatasetUnavailable, match="checksum") as err:
         ds.load_real("mnist")
@@ -367,6 +386,7 @@ def test_checksum_mismatch_discards_file(server, monkeypatch, cache):
 
 @pytest.mark.parametrize("case", ["truncated", "too_big", "too_small"])
 def test_wrong_size_download_discards_file(server, monkeypatch, cache, case):
+    TALLY["fault cases"] += 1
     files = mnist_files()[0]
     table = serve(server, monkeypatch, "mnist", files)
     first = "train-images-idx3-ubyte.gz"
@@ -381,6 +401,7 @@ def test_wrong_size_download_discards_file(server, monkeypatch, cache, case):
 
 
 def test_server_unreachable(monkeypatch, cache):
+    TALLY["fault cases"] += 1
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again when the block ends: nobody listens there
@@ -394,6 +415,7 @@ def test_server_unreachable(monkeypatch, cache):
 
 
 def test_http_error(server, monkeypatch, cache):
+    TALLY["fault cases"] += 1
     monkeypatch.setitem(ds.SOURCES, "mnist", {"x.gz": (f"{server.url}/nope", "0" * 64, 10)})
     with pytest.raises(ds.DatasetUnavailable, match="HTTP 404"):
         ds.load_real("mnist")
@@ -402,6 +424,7 @@ def test_http_error(server, monkeypatch, cache):
 
 @pytest.mark.parametrize("mode", ["stall", "stall_body"])
 def test_timeout(server, monkeypatch, cache, mode):
+    TALLY["fault cases"] += 1
     serve(server, monkeypatch, "mnist", mnist_files()[0])
     server.modes["/mnist/train-images-idx3-ubyte.gz"] = mode
     with pytest.raises(ds.DatasetUnavailable, match="no answer within 0.3 seconds"):
@@ -411,6 +434,7 @@ def test_timeout(server, monkeypatch, cache, mode):
 
 @pytest.mark.parametrize("code", [errno.EROFS, errno.ENOSPC])
 def test_unwritable_cache_at_temp_file_creation(server, monkeypatch, cache, code):
+    TALLY["fault cases"] += 1
     serve(server, monkeypatch, "mnist", mnist_files()[0])
 
     def refuse(*args, **kwargs):
@@ -423,6 +447,7 @@ def test_unwritable_cache_at_temp_file_creation(server, monkeypatch, cache, code
 
 
 def test_disk_full_while_writing_removes_temp_file(server, monkeypatch, cache):
+    TALLY["fault cases"] += 1
     serve(server, monkeypatch, "mnist", mnist_files()[0])
     real, created = tempfile.NamedTemporaryFile, []
 
@@ -452,6 +477,7 @@ def test_disk_full_while_writing_removes_temp_file(server, monkeypatch, cache):
 
 
 def test_cache_path_is_a_file(server, monkeypatch, tmp_path):
+    TALLY["fault cases"] += 1
     serve(server, monkeypatch, "mnist", mnist_files()[0])
     (tmp_path / "blocker").write_text("not a folder")
     monkeypatch.setenv("BNVIZ_DATA_DIR", str(tmp_path / "blocker"))
@@ -462,6 +488,7 @@ def test_cache_path_is_a_file(server, monkeypatch, tmp_path):
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only folders")
 def test_read_only_cache_folder(server, monkeypatch, cache):
+    TALLY["fault cases"] += 1
     serve(server, monkeypatch, "mnist", mnist_files()[0])
     (cache / "mnist").mkdir()
     (cache / "mnist").chmod(0o500)
@@ -472,12 +499,17 @@ def test_read_only_cache_folder(server, monkeypatch, cache):
         (cache / "mnist").chmod(0o700)
 
 
-def test_corrupt_cached_file_is_detected_and_replaced(server, monkeypatch, cache):
+@pytest.mark.parametrize("damage", ["wrong bytes", "truncated"])
+def test_corrupt_cached_file_is_detected_and_replaced(server, monkeypatch, cache, damage):
+    TALLY["fault cases"] += 1
     serve(server, monkeypatch, "mnist", mnist_files()[0])
     ds.load_real("mnist")
     cached = cache / "mnist" / "t10k-labels-idx1-ubyte.gz"
     good = cached.read_bytes()
-    cached.write_bytes(b"\0" * len(good))  # same size, wrong content
+    if damage == "wrong bytes":
+        cached.write_bytes(b"\0" * len(good))  # same size, wrong content
+    else:
+        cached.write_bytes(good[: len(good) // 2])  # cut short, as by a crash or a full disk
     with pytest.raises(ds.DatasetUnavailable, match="corrupt") as err:
         ds.load_real("mnist", download=False)
     assert "MNIST is not available" in str(err.value)
@@ -488,6 +520,7 @@ def test_corrupt_cached_file_is_detected_and_replaced(server, monkeypatch, cache
 
 
 def test_download_false_with_empty_cache(server, monkeypatch, cache):
+    TALLY["fault cases"] += 1
     serve(server, monkeypatch, "mnist", mnist_files()[0])
     with pytest.raises(ds.DatasetUnavailable, match="not in the cache"):
         ds.load_real("mnist", download=False)
