@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+import re
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .config import MAX_STEPS, TrainConfig
+from .config import FIELDS, MAX_DEPTH, TrainConfig
 
 FORMAT = "bnviz-run"
 VERSION = 1
@@ -22,6 +23,33 @@ HIST_KINDS = ("pre_norm", "post_norm", "post_act")
 MAX_SNAPSHOTS = 300  # past this, every other snapshot is dropped and the cadence doubles
 MAX_PARAMS = 64  # parameter tensors of the largest model (6 blocks) are far fewer
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+# Limits of a file to load. The app's uploads are capped at MAX_FILE_MB (as Streamlit's
+# server.maxUploadSize): parsing JSON takes several times its size in memory, on a server that
+# every viewer shares. The default run (300 steps) is about 3 MB and 1,000 steps of it about
+# 9.5 MB; larger runs (up to about 100 MB at the engine's steps x channels cap, mostly per-step
+# statistics at about 68 bytes per step and channel) load in Python: Run.load has no size cap.
+MAX_FILE_MB = 10  # MiB
+MAX_INT_DIGITS = 15  # the format's integers (steps, counts, seeds) are far shorter
+MAX_COUNT = 2**31 - 1  # histogram counts are int32 when recorded
+MAX_MESSAGE = 10_000  # characters
+MAX_CHANGES = 10_000
+MAX_SIDE = 32  # pixels: the largest images (cifar10) are 32 x 32
+KEYS = (
+    *"format version config status message diverged_step steps metrics eval".split(),
+    *"layers params changes".split(),
+)
+LAYER_KEYS = (
+    *"name channels norm has_running_stats has_affine saturation unit tracked_channels".split(),
+    *STEP_STATS,
+    *"input_grad_norm param_grad_norm snapshots".split(),
+)
+SNAPSHOT_KEYS = tuple(
+    "steps edges hist channel_hist unit_percentiles layer_percentiles saturated_fraction".split()
+)
+CHANGE_KEYS = ("step", "field", "old", "new")
+# what the model names its parameter tensors (blocks.<i>.conv.weight, head.bias, ...)
+PARAM_NAME = re.compile(r"(?:blocks\.(\d)\.(?:conv|norm)|head)\.(?:weight|bias)")
 
 
 class Table:
@@ -239,45 +267,77 @@ class Run:
 
     @classmethod
     def from_dict(cls, d: dict) -> Run:
-        """Inverse of to_dict. Malformed input raises ValueError."""
+        """Inverse of to_dict, checked against docs/run-format.md: anything malformed raises
+        ValueError, whose message quotes values from `d` only as _quote() leaves them."""
         try:
             return _from_dict(d)
         except ValueError:
             raise
-        except (KeyError, TypeError, IndexError, AttributeError) as e:
-            raise ValueError(f"not a valid bnviz run: {type(e).__name__}: {e}") from None
+        except (
+            KeyError,
+            TypeError,
+            IndexError,
+            AttributeError,
+            OverflowError,
+            RecursionError,
+        ) as e:
+            raise _invalid(type(e).__name__) from None
 
     def to_json(self) -> str:
         """The record as compact strict JSON."""
         return json.dumps(self.to_dict(), allow_nan=False, separators=(",", ":"))
 
     def save(self, path: str | Path) -> Path:
-        """Write JSON atomically: a crash mid-write never damages an earlier file."""
+        """Write JSON atomically: a temporary file in the same folder, flushed to disk, then
+        renamed over `path`, so a crash at any point leaves an earlier file intact."""
         path = Path(path)
-        text = self.to_json()
-        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+        data = self.to_json().encode("utf-8")
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        # mode 0o666 less the umask, as open() gives (mkstemp would make it 0600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> Run:
-        """Read a run saved with save(); only JSON is ever parsed."""
-        return cls.from_json(Path(path).read_bytes())
+        """Read a run saved with save(), of any size; only JSON is ever parsed."""
+        return cls.from_json(Path(path).read_bytes(), max_mb=None)
 
     @classmethod
-    def from_json(cls, data: bytes | str) -> Run:
-        """Parse a saved run (UTF-8 JSON); anything else raises ValueError."""
+    def from_json(cls, data: bytes | str, max_mb: float | None = -1) -> Run:
+        """Parse a saved run: UTF-8 strict JSON of at most `max_mb` MiB (by default
+        MAX_FILE_MB, the upload cap; None: no cap). Anything else (a pickle, an archive, NaN
+        literals, numbers out of range, nesting deeper than the format's) raises ValueError;
+        nothing in the data is ever executed or decompressed."""
+        cap = MAX_FILE_MB if max_mb == -1 else max_mb
+        if cap is not None and len(data) > cap * 2**20:
+            size = len(data) / 2**20
+            raise _invalid(f"{size:.0f} MB is over the {cap:g} MB limit of a saved run")
+        if isinstance(data, bytes):
+            try:
+                data = data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise _invalid(f"not JSON: byte {e.start} is not UTF-8 text") from None
+        if data.startswith("\ufeff"):
+            raise _invalid("not JSON: the file starts with a byte-order mark (save it as UTF-8)")
+        if not data.strip():
+            raise _invalid("the file is empty")
         try:
-            text = data.decode("utf-8") if isinstance(data, bytes) else data
-            d = json.loads(text, parse_constant=_reject)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-            raise ValueError(f"not a valid bnviz run (not JSON): {e}") from None
+            d = json.loads(data, parse_constant=_reject, parse_float=_float, parse_int=_integer)
+        except json.JSONDecodeError as e:
+            raise _invalid(f"not JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+        except RecursionError:
+            raise _invalid(
+                "not JSON of the run format: arrays or objects nested too deeply"
+            ) from None
         return cls.from_dict(d)
 
 
@@ -289,8 +349,50 @@ def _has_stat(layer: LayerInfo, stat: str) -> bool:
     return True
 
 
+def _invalid(what: str) -> ValueError:
+    return ValueError(f"not a valid bnviz run: {what}")
+
+
 def _reject(name):
-    raise ValueError(f"not a valid bnviz run: bare {name} is not strict JSON")
+    raise _invalid(f"bare {name} is not strict JSON")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _invalid(f"the number {_quote(text)} is out of range")
+    return value
+
+
+def _integer(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _invalid(f"an integer has more than {MAX_INT_DIGITS} digits")
+    return int(text)
+
+
+def _quote(value) -> str:
+    """A value from a file made safe to quote in a message: short, and no markdown or HTML
+    (as bnviz.ui.controls.echo, which the backend does not import); containers by size."""
+    if isinstance(value, list | dict):
+        return f"{'a list' if isinstance(value, list) else 'an object'} of {len(value)}"
+    if not (value is None or isinstance(value, str | int | float)):
+        return f"a {type(value).__name__}"
+    if isinstance(value, int) and abs(value) >= 10**MAX_INT_DIGITS:
+        return f"an integer of over {MAX_INT_DIGITS} digits"
+    if not isinstance(value, str):
+        return json.dumps(value)  # null, true, a number: nothing but digits and letters
+    return repr(re.sub(r"[^\w.,+\- ]", "?", value[:40]))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    """An int or float (not a bool); ints as long as a JSON file may hold them."""
+    if isinstance(value, float):
+        return True
+    return _is_int(value) and abs(value) < 10**MAX_INT_DIGITS
 
 
 def _encode(values: np.ndarray) -> list:
@@ -308,82 +410,118 @@ def _encode(values: np.ndarray) -> list:
     return out.tolist()
 
 
-def _decode(values, shape: tuple[int | None, ...], what: str) -> np.ndarray:
-    """Nested lists -> float32 array of the expected shape (None: any length)."""
+def _decode(values, shape: tuple[int | None, ...], what: str, kind: str = "measured"):
+    """Nested lists -> array of the expected shape (None: any length). kind "measured": float32,
+    non-finite values allowed (as the strings NaN, Infinity, -Infinity); "finite": float32,
+    finite numbers only; "count": int64, integers from 0 to MAX_COUNT. Recursion goes no
+    deeper than the shape, so no nesting can exhaust the stack."""
+    plain = int if kind == "count" else float
 
-    def check(v):
-        if isinstance(v, list):
-            return [check(x) for x in v]
-        if isinstance(v, str) and v in _NONFINITE:
+    def check(v, depth):
+        if depth < len(shape):
+            if not isinstance(v, list):
+                raise _invalid(f"{what} must be lists nested {len(shape)} deep; found {_quote(v)}")
+            if depth == len(shape) - 1 and all(type(x) is plain for x in v):
+                return v  # the common case: checked in bulk below
+            return [check(x, depth + 1) for x in v]
+        if kind == "measured" and isinstance(v, str) and v in _NONFINITE:
             return _NONFINITE[v]
-        if isinstance(v, int | float) and not isinstance(v, bool):
+        if _is_int(v) if kind == "count" else _is_number(v):
             return v
-        raise ValueError(f"not a valid bnviz run: {what} holds {type(v).__name__} {v!r:.40}")
+        expected = {"measured": "numbers", "finite": "finite numbers", "count": "counts"}[kind]
+        raise _invalid(f"{what} must hold {expected}; found {_quote(v)}")
 
+    nested = check(values, 0)
     try:
-        array = np.array(check(values), dtype=np.float64)
+        array = np.array(nested, dtype=np.int64 if kind == "count" else np.float64)
     except ValueError:
-        raise ValueError(f"not a valid bnviz run: {what} is ragged") from None
+        raise _invalid(f"{what} is ragged") from None
     if array.size == 0:
         array = array.reshape([0 if s is None else s for s in shape])
     if array.ndim != len(shape) or any(
         s is not None and s != a for s, a in zip(shape, array.shape)
     ):
-        raise ValueError(f"not a valid bnviz run: {what} has shape {array.shape}, expected {shape}")
-    return array.astype(np.float32)
+        raise _invalid(f"{what} has shape {array.shape}, expected {shape}")
+    if kind == "count":
+        if array.size and not (0 <= array.min() and array.max() <= MAX_COUNT):
+            raise _invalid(f"{what} must hold counts from 0 to {MAX_COUNT}")
+        return array
+    with np.errstate(over="ignore"):
+        array = array.astype(np.float32)
+    if kind == "finite" and not np.isfinite(array).all():
+        raise _invalid(f"{what} must hold finite numbers (of float32 range)")
+    return array
 
 
-def _from_dict(d: dict) -> Run:
+def _fields(d, keys: tuple[str, ...], what: str) -> dict:
+    """d, checked to be an object with exactly these keys."""
+    if not isinstance(d, dict):
+        raise _invalid(f"{what} must be an object; found {_quote(d)}")
+    unknown = [k for k in d if k not in keys]
+    if unknown:
+        names = ", ".join(_quote(k) for k in unknown[:5])
+        raise _invalid(f"unknown keys in {what}: {names}; allowed: {', '.join(keys)}")
+    missing = [k for k in keys if k not in d]
+    if missing:
+        raise _invalid(f"{what} lacks {', '.join(missing)}")
+    return d
+
+
+def _steps(values, what: str, low: int, high: int) -> list[int]:
+    """A strictly increasing list of integer steps from low to high."""
+    ok = isinstance(values, list) and len(values) <= max(0, high - low + 1)
+    ok = ok and all(_is_int(v) and low <= v <= high for v in values)
+    if not ok or any(b <= a for a, b in zip(values, values[1:])):
+        raise _invalid(f"{what} must be increasing integers from {low} to {high}")
+    return list(values)
+
+
+def _from_dict(d) -> Run:
     if not isinstance(d, dict) or d.get("format") != FORMAT:
-        raise ValueError("not a valid bnviz run: missing format 'bnviz-run'")
-    if d.get("version") != VERSION:
-        raise ValueError(f"unsupported bnviz run version {d.get('version')!r}; expected {VERSION}")
-    config = TrainConfig.from_dict(d["config"])
-    if d["status"] not in STATUSES:
-        raise ValueError(f"not a valid bnviz run: status must be one of {', '.join(STATUSES)}")
+        raise _invalid("missing format 'bnviz-run'")
+    if not _is_int(d.get("version")) or d["version"] != VERSION:
+        raise _invalid(f"version {_quote(d.get('version'))} is not supported; expected {VERSION}")
+    _fields(d, KEYS, "the run")
+    config = _config(d["config"])
+    status, message = d["status"], d["message"]
+    if not isinstance(status, str) or status not in STATUSES:
+        raise _invalid(f"status must be one of {', '.join(STATUSES)}; found {_quote(status)}")
+    if not isinstance(message, str) or len(message) > MAX_MESSAGE:
+        raise _invalid(f"message must be text of at most {MAX_MESSAGE} characters")
     # Everything that sizes an allocation is checked against the config first, so a hostile
     # file cannot ask for gigabytes (channel counts, layer counts, parameter names, steps).
+    steps = d["steps"]
+    if not isinstance(steps, list) or len(steps) > config.steps:
+        raise _invalid(f"steps must be a list of at most config.steps ({config.steps})")
+    n = len(steps)
+    if steps != list(range(1, n + 1)) or not all(_is_int(s) for s in steps):
+        raise _invalid("steps must be 1, 2, ..., n: one per optimizer step")
     if not isinstance(d["layers"], list) or len(d["layers"]) != len(config.widths):
-        raise ValueError("not a valid bnviz run: one layer entry per block of config.widths")
-    if not isinstance(d["steps"], list) or len(d["steps"]) > MAX_STEPS:
-        raise ValueError(f"not a valid bnviz run: steps must be a list of at most {MAX_STEPS}")
-    infos = []
-    for layer, width in zip(d["layers"], config.widths):
-        if layer["channels"] != width or not 0 <= layer["tracked_channels"] <= width:
-            raise ValueError("not a valid bnviz run: layer channels do not match config.widths")
-        unit = tuple(int(u) for u in layer["unit"])
-        if len(unit) != 3:
-            raise ValueError("not a valid bnviz run: unit must be (channel, y, x)")
-        infos.append(
-            LayerInfo(
-                name=str(layer["name"]),
-                channels=_int(layer["channels"], "channels"),
-                norm=str(layer["norm"]),
-                has_running_stats=bool(layer["has_running_stats"]),
-                has_affine=bool(layer["has_affine"]),
-                saturation=str(layer["saturation"]),
-                unit=unit,
-                tracked_channels=_int(layer["tracked_channels"], "tracked_channels"),
-            )
-        )
-    if not isinstance(d["params"], dict) or len(d["params"]) > MAX_PARAMS:
-        raise ValueError(f"not a valid bnviz run: params must be an object of <= {MAX_PARAMS}")
-    run = Run(config, infos, list(d["params"]))
-    run.status, run.message = d["status"], str(d["message"])
-    run.diverged_step = None if d["diverged_step"] is None else _int(d["diverged_step"], "step")
-    n = len(d["steps"])
-    columns = {"step": _decode(d["steps"], (n,), "steps")}
+        raise _invalid("one layer entry per block of config.widths")
+    infos = [_layer_info(layer, i, config) for i, layer in enumerate(d["layers"])]
+    diverged = d["diverged_step"]
+    if status == "diverged" and not (_is_int(diverged) and diverged == n + 1):
+        raise _invalid(f"diverged_step must be {n + 1}, the step after the last one recorded")
+    if status != "diverged" and diverged is not None:
+        raise _invalid("diverged_step must be null unless the run diverged")
+    run = Run(config, infos, _param_names(d["params"], config))
+    run.status, run.message, run.diverged_step = status, message, diverged
+    metrics = _fields(d["metrics"], ("train_loss", "train_acc"), "metrics")
+    columns = {"step": np.arange(1, n + 1, dtype=np.float32)}
     for name in ("train_loss", "train_acc"):
-        columns[name] = _decode(d["metrics"][name], (n,), name)
+        columns[name] = _decode(metrics[name], (n,), name)
     for i, (info, layer) in enumerate(zip(infos, d["layers"])):
-        for stat in STEP_STATS:
-            key = f"{i}.{stat}"
-            if key in run.table.columns:
-                columns[key] = _decode(layer[stat], (n, info.channels), f"{info.name}.{stat}")
-        for stat in ("input_grad_norm", "param_grad_norm"):
-            columns[f"{i}.{stat}"] = _decode(layer[stat], (n,), f"{info.name}.{stat}")
-        _load_snapshots(run.snapshots[i], layer["snapshots"], info)
-    for name, stats in d["params"].items():
+        for stat in (*STEP_STATS, "input_grad_norm", "param_grad_norm"):
+            key, what = f"{i}.{stat}", f"{info.name}.{stat}"
+            if key not in run.table.columns:
+                if layer[stat] is not None:
+                    raise _invalid(f"{what} must be null: {info.norm} norm has no {stat}")
+                continue
+            shape = (n, info.channels) if stat in STEP_STATS else (n,)
+            columns[key] = _decode(layer[stat], shape, what)
+        _load_snapshots(run.snapshots[i], layer["snapshots"], info, n)
+    for name in run.params:
+        stats = _fields(d["params"][name], ("grad_norm", "update_ratio"), f"params {name}")
         for stat in ("grad_norm", "update_ratio"):
             columns[f"{name}:{stat}"] = _decode(stats[stat], (n,), f"{name}.{stat}")
     rows = np.zeros((n, sum(s.stop - s.start for s in run.table.columns.values())), np.float32)
@@ -391,34 +529,140 @@ def _from_dict(d: dict) -> Run:
         rows[:, cols] = columns[key].reshape(n, cols.stop - cols.start)
     for row in rows:
         run.table.append(row)
-    ev = d["eval"]
-    m = len(ev["steps"])
-    run.eval_steps = [_int(s, "eval step") for s in ev["steps"]]
+    ev = _fields(d["eval"], ("steps", "acc_running_stats", "acc_batch_stats"), "eval")
+    run.eval_steps = _steps(ev["steps"], "eval steps", 0, n)
+    m = len(run.eval_steps)
     run.acc_running_stats = _decode(ev["acc_running_stats"], (m,), "acc_running_stats").tolist()
     run.acc_batch_stats = _decode(ev["acc_batch_stats"], (m,), "acc_batch_stats").tolist()
-    run.changes = [dict(c) for c in d["changes"]]
+    run.changes = _changes(d["changes"], config, n)
     return run
 
 
-def _load_snapshots(snaps: LayerSnapshots, d: dict, info: LayerInfo) -> None:
-    s = len(d["steps"])
-    snaps.steps = [_int(x, "snapshot step") for x in d["steps"]]
-    snaps.edges = {k: _decode(v, (None,), f"{info.name} edges") for k, v in d["edges"].items()}
-    for kind, edges in snaps.edges.items():
-        if kind not in HIST_KINDS:
-            raise ValueError(f"not a valid bnviz run: unknown histogram kind {kind!r}")
+def _plain_value(value) -> bool:
+    """A JSON scalar whose repr is safe to quote: None, a bool, a number, or short plain text."""
+    if isinstance(value, str):
+        return re.fullmatch(r"[\w.,+\- ]{0,40}", value) is not None
+    return value is None or isinstance(value, bool) or _is_number(value)
+
+
+def _config(d) -> TrainConfig:
+    """TrainConfig.from_dict, after checking that every value is plain, so that its messages
+    (which quote the value) hold nothing an upload could use as markup."""
+    if not isinstance(d, dict):
+        raise _invalid(f"config must be an object; found {_quote(d)}")
+    unknown = [k for k in d if k not in FIELDS]
+    if unknown:
+        names = ", ".join(_quote(k) for k in unknown[:5])
+        raise _invalid(f"unknown config keys: {names}; allowed: {', '.join(FIELDS)}")
+    for key, value in d.items():
+        listed = key == "widths" and isinstance(value, list) and len(value) <= MAX_DEPTH
+        if not all(_plain_value(v) for v in (value if listed else [value])):
+            raise _invalid(f"config {key} cannot be {_quote(value)}")
+    try:
+        return TrainConfig.from_dict(d)
+    except ValueError as e:
+        raise _invalid(f"config: {e}") from None
+
+
+def _layer_info(layer, i: int, config: TrainConfig) -> LayerInfo:
+    """One block's description, checked against the model the config builds."""
+    name, width = f"block{i + 1}", config.widths[i]
+    layer = _fields(layer, LAYER_KEYS, f"layers[{i}]")
+    expected = {
+        "name": name,
+        "channels": width,
+        "norm": config.norm,
+        "has_running_stats": config.norm == "batch",
+        "has_affine": config.norm != "none",
+        "saturation": "dead" if config.activation == "relu" else "saturated",
+    }
+    for key, value in expected.items():
+        if type(layer[key]) is not type(value) or layer[key] != value:
+            raise _invalid(f"{name} {key} must be {json.dumps(value)}; found {_quote(layer[key])}")
+    unit, tracked = layer["unit"], layer["tracked_channels"]
+    highs = (width, MAX_SIDE, MAX_SIDE)
+    if not (isinstance(unit, list) and len(unit) == 3) or not all(
+        _is_int(u) and 0 <= u < high for u, high in zip(unit, highs)
+    ):
+        raise _invalid(f"{name} unit must be [channel, y, x] inside the block")
+    if not _is_int(tracked) or not 0 <= tracked <= width:
+        raise _invalid(f"{name} tracked_channels must be an integer from 0 to {width}")
+    return LayerInfo(
+        name=name,
+        channels=width,
+        norm=config.norm,
+        has_running_stats=expected["has_running_stats"],
+        has_affine=expected["has_affine"],
+        saturation=expected["saturation"],
+        unit=tuple(unit),
+        tracked_channels=tracked,
+    )
+
+
+def _param_names(params, config: TrainConfig) -> list[str]:
+    """The parameter tensors' names, each one the model could have."""
+    if not isinstance(params, dict) or len(params) > MAX_PARAMS:
+        raise _invalid(f"params must be an object of <= {MAX_PARAMS} parameter tensors")
+    for name in params:
+        match = PARAM_NAME.fullmatch(name) if isinstance(name, str) else None
+        if match is None or (match[1] is not None and int(match[1]) >= len(config.widths)):
+            raise _invalid(f"params holds {_quote(name)}, not a parameter of the model")
+    return list(params)
+
+
+def _load_snapshots(snaps: LayerSnapshots, d, info: LayerInfo, n: int) -> None:
+    d = _fields(d, SNAPSHOT_KEYS, f"{info.name} snapshots")
+    snaps.steps = _steps(d["steps"], f"{info.name} snapshot steps", 1, n)
+    s = len(snaps.steps)
+    kinds = set(HIST_KINDS) if s else set()  # edges are chosen at the first snapshot
+    for key in ("edges", "hist", "channel_hist"):
+        if not isinstance(d[key], dict) or set(d[key]) != kinds:
+            names = ", ".join(HIST_KINDS) if s else "none before the first snapshot"
+            raise _invalid(f"{info.name} {key} must have the kinds {names}")
+    for kind in d["edges"]:
+        edges = _decode(d["edges"][kind], (None,), f"{info.name} {kind} edges", "finite")
+        if len(edges) < 2 or not (np.diff(edges) > 0).all():
+            raise _invalid(f"{info.name} {kind} edges must be 2 or more increasing numbers")
+        snaps.edges[kind] = edges
         bins = len(edges) - 1
-        counts = _decode(d["hist"][kind], (s, bins), f"{info.name} {kind} hist")
-        snaps.hist[kind] = list(counts.astype(np.int64))
+        counts = _decode(d["hist"][kind], (s, bins), f"{info.name} {kind} hist", "count")
+        snaps.hist[kind] = list(counts)
         shape = (s, info.tracked_channels, bins)
-        counts = _decode(d["channel_hist"][kind], shape, f"{info.name} {kind} channel hist")
-        snaps.channel_hist[kind] = list(counts.astype(np.int64))
+        what = f"{info.name} {kind} channel hist"
+        snaps.channel_hist[kind] = list(_decode(d["channel_hist"][kind], shape, what, "count"))
     for name in ("unit_percentiles", "layer_percentiles"):
         setattr(snaps, name, list(_decode(d[name], (s, 3), f"{info.name} {name}")))
-    snaps.saturated_fraction = _decode(d["saturated_fraction"], (s,), "saturated").tolist()
+    what = f"{info.name} saturated_fraction"
+    snaps.saturated_fraction = _decode(d["saturated_fraction"], (s,), what).tolist()
 
 
-def _int(value, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"not a valid bnviz run: {what} must be an integer; got {value!r:.40}")
-    return value
+def _changes(changes, config: TrainConfig, n: int) -> list[dict]:
+    """Mid-run changes, each checked as Trainer.set checks it: a live field and a valid value,
+    in order of step (1 to n + 1: a change applies from the next step), and the value it
+    replaced is the one in force."""
+    from .trainer import LIVE_FIELDS  # imported here: the trainer imports this module
+
+    if not isinstance(changes, list) or len(changes) > MAX_CHANGES:
+        raise _invalid(f"changes must be a list of at most {MAX_CHANGES}")
+    in_force = {name: getattr(config, name) for name in LIVE_FIELDS}
+    checked, first = [], 1
+    for i, change in enumerate(changes):
+        what = f"changes[{i}]"
+        step, name, old, new = (_fields(change, CHANGE_KEYS, what)[k] for k in CHANGE_KEYS)
+        if not _is_int(step) or not first <= step <= n + 1:
+            raise _invalid(f"{what} step must be an integer from {first} to {n + 1}")
+        if not isinstance(name, str) or name not in LIVE_FIELDS:
+            allowed = ", ".join(LIVE_FIELDS)
+            raise _invalid(f"{what} field must be one of {allowed}; found {_quote(name)}")
+        for value in (old, new):
+            try:
+                if not _plain_value(value):
+                    raise ValueError
+                config.replace(**{name: value})
+            except ValueError:
+                raise _invalid(f"{what}: {name} cannot be {_quote(value)}") from None
+        if old != in_force[name]:
+            raise _invalid(f"{what} old must be {in_force[name]!r}, the {name} in force")
+        in_force[name], first = new, step
+        checked.append({"step": step, "field": name, "old": old, "new": new})
+    return checked

@@ -6,10 +6,10 @@ from __future__ import annotations
 import streamlit as st
 
 from ... import figures
-from ...record import Run
+from ...record import MAX_FILE_MB, Run
+from .. import session as sessions
+from ..controls import plain
 from ..session import Frame, Session
-
-MAX_UPLOAD_MB = 50
 
 
 def figure_builders(session: Frame) -> dict:
@@ -39,18 +39,20 @@ def figure_builders(session: Frame) -> dict:
 
 
 def _load_upload(upload) -> None:
-    """Validate an uploaded run and switch the session to replaying it."""
-    if upload.size > MAX_UPLOAD_MB * 1024 * 1024:
+    """Validate an uploaded run and switch the session to replaying it. A bad file gets a
+    message, in which nothing from the file can become markdown or HTML."""
+    if upload.size > MAX_FILE_MB * 2**20:
         st.error(
-            f"That file is {upload.size / 1e6:.0f} MB; saved runs are at most {MAX_UPLOAD_MB} MB."
+            f"That file is {upload.size / 2**20:.0f} MB; saved runs are at most {MAX_FILE_MB} "
+            "MB, so nothing was loaded."
         )
         return
     try:
         run = Run.from_json(upload.getvalue())
     except ValueError as e:
-        st.error(f"This is not a bnviz run file, so nothing was loaded. ({_short(e)})")
+        st.error(f"This is not a bnviz run file, so nothing was loaded. ({plain(_short(e))})")
         return
-    st.session_state["session"] = Session.replaying(run)
+    sessions.replace(st.session_state, Session.replaying(run))
     st.session_state["loaded_upload"] = upload.file_id
     st.rerun()
 
@@ -61,7 +63,7 @@ def _short(error: Exception) -> str:
 
 
 def _back_to_live():
-    st.session_state.pop("session", None)
+    sessions.replace(st.session_state, None)
 
 
 def render(session: Frame) -> None:
@@ -80,7 +82,11 @@ def render(session: Frame) -> None:
             on_click="ignore",
             icon=":material/download:",
         )
-        st.caption("Every recorded number; the format is described in docs/run-format.md.")
+        st.caption(
+            "Every recorded number; the format is described in docs/run-format.md. The app "
+            f"replays saved runs of up to {MAX_FILE_MB} MB (about 1,000 steps of the default "
+            "network); larger ones load in Python with `bnviz.Run.load(path)`."
+        )
         builders = figure_builders(session)
         title = st.selectbox("Figure", list(builders), key="export_figure")
         st.download_button(
@@ -96,7 +102,7 @@ def render(session: Frame) -> None:
     with right:
         st.subheader("Replay a saved run")
         upload = st.file_uploader(
-            "Saved run (.json)", type=["json"], key="upload_run", max_upload_size=MAX_UPLOAD_MB
+            "Saved run (.json)", type=["json"], key="upload_run", max_upload_size=MAX_FILE_MB
         )
         if upload is not None and st.session_state.get("loaded_upload") != upload.file_id:
             _load_upload(upload)

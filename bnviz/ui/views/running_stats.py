@@ -8,6 +8,7 @@ import math
 import streamlit as st
 
 from ... import figures
+from ..controls import plain
 from ..session import Frame
 from .common import chart, pick_channel, pick_layer, pick_step
 
@@ -47,7 +48,8 @@ def render(session: Frame) -> None:
         numbers = figures.momentum_numbers(run, layer, channel, index)
         left, right = st.columns([3, 1])
         with left:
-            st.markdown(f"**The update at step {step}**, channel {channel} of {info.name}:")
+            # plain(): a replayed run's names come from a file (checked, but never markdown)
+            st.markdown(f"**The update at step {step}**, channel {channel} of {plain(info.name)}:")
             _formula(numbers)
         window = figures.effective_window(numbers["momentum"], step)
         right.metric(
