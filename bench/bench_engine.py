@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from bnviz import TrainConfig, Trainer
-from bnviz.config import MAX_STEPS
+from bnviz.config import MAX_STEPS_X_CHANNELS
 from bnviz.model import build_model
 from bnviz.trainer import _Batches, eval_every, snapshot_every, to_tensor
 
@@ -58,11 +58,12 @@ def main() -> None:
     default = TrainConfig()
     # the default 300-step run's cadences, with a step budget that outlasts the benchmark
     cadence = {"snapshot_every": snapshot_every(default), "eval_every": eval_every(default)}
-    long = default.replace(steps=MAX_STEPS, **cadence)
+    most = MAX_STEPS_X_CHANNELS // sum(default.widths)  # the most steps the engine allows
+    long = default.replace(steps=most, **cadence)
     trainers = {
-        "default cadence (no eval)": Trainer(long.replace(eval_every=MAX_STEPS)),
+        "default cadence (no eval)": Trainer(long.replace(eval_every=most)),
         "default cadence + eval": Trainer(long),
-        "histograms every step": Trainer(long.replace(snapshot_every=1, eval_every=MAX_STEPS)),
+        "histograms every step": Trainer(long.replace(snapshot_every=1, eval_every=most)),
     }
     bare = BareLoop(default, trainers["default cadence + eval"].data)
     bare.step(3)

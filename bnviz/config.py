@@ -19,6 +19,14 @@ MAX_STEPS = 20_000
 MAX_BATCH_SIZE = 1024
 MAX_WIDTH = 256
 MAX_DEPTH = 6  # 28 or 32 pixels halve to 1x1 in six blocks
+# Images x channels of the first block, whose full-resolution activations dominate a step's
+# memory and time: at this cap one step of a network and its twin peaks near 320 MB above the
+# server's base and takes about half a second here (batch 512 at width 16); the default is 1,024.
+MAX_BATCH_X_WIDTH = 8192
+# Steps x channels of all blocks: the run record keeps six statistics of every channel at every
+# step (float32), so this bounds a record at about 36 MB per network. The default (300 steps,
+# 112 channels) is 33,600; 5,000 steps of the default network are 560,000.
+MAX_STEPS_X_CHANNELS = 1_500_000
 
 
 def _is_int(value) -> bool:
@@ -77,7 +85,19 @@ class TrainConfig:
                 f"got {widths!r}"
             )
         _check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        if self.batch_size * widths[0] > MAX_BATCH_X_WIDTH:
+            raise ValueError(
+                f"batch_size x widths[0] (images x channels of the first block) must be at "
+                f"most {MAX_BATCH_X_WIDTH:,} on a shared server; got {self.batch_size} x "
+                f"{widths[0]} = {self.batch_size * widths[0]:,}. Choose a smaller batch or width"
+            )
         _check_int("steps", self.steps, 1, MAX_STEPS)
+        if self.steps * sum(widths) > MAX_STEPS_X_CHANNELS:
+            raise ValueError(
+                f"steps x sum(widths) (the per-step record) must be at most "
+                f"{MAX_STEPS_X_CHANNELS:,}; got {self.steps:,} x {sum(widths)} = "
+                f"{self.steps * sum(widths):,}. Choose fewer steps or a smaller network"
+            )
         _check_int("seed", self.seed, 0, 2**31 - 1)
         for name in ("snapshot_every", "eval_every"):
             if getattr(self, name) is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import math
 from collections.abc import Callable
 
@@ -18,6 +19,8 @@ from .config import TrainConfig
 from .datasets import Dataset
 from .model import block_sides, build_model
 from .record import HIST_KINDS, MAX_SNAPSHOTS, LayerInfo, Run
+
+log = logging.getLogger(__name__)
 
 HIST_BINS = 40
 TRACKED_CHANNELS = 8  # per-channel histograms for the first few channels of each block
@@ -267,7 +270,12 @@ class Trainer:
         for _ in range(n):
             if self.finished:
                 break
-            self._one_step()
+            try:
+                self._one_step()
+            except Exception as e:  # e.g. out of memory: the run ends and says why
+                log.exception("training step failed")
+                step = self.steps_done + 1
+                self._end("failed", f"failed at step {step}: {type(e).__name__}: {e}")
         return self.run
 
     def set(self, **changes) -> None:
@@ -321,7 +329,8 @@ class Trainer:
             self._first_loss = loss_value
         if not math.isfinite(loss_value) or loss_value > EXPLODED * max(self._first_loss, 1e-3):
             self.run.diverged_step = step
-            self._end("diverged", _divergence_message(step, loss_value, self._first_loss))
+            eps_zero = config.norm != "none" and self.settings["eps"] == 0
+            self._end("diverged", _divergence_message(step, loss_value, self._first_loss, eps_zero))
             return
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -440,7 +449,14 @@ def _optimizer(config: TrainConfig, model: nn.Module) -> optim.SGD | optim.Adam:
     return optim.SGD(params, lr=config.lr, momentum=0.9)
 
 
-def _divergence_message(step: int, loss: float, first: float) -> str:
+def _divergence_message(step: int, loss: float, first: float, eps_zero: bool = False) -> str:
+    if not math.isfinite(loss) and eps_zero:
+        return (
+            f"diverged at step {step}: the loss became {loss}. eps is 0, so a channel whose "
+            "values are all equal in this batch (variance 0, e.g. a ReLU that is off for every "
+            "image) was normalized as 0 / sqrt(0 + 0) = nan, and the nan spread to the loss. "
+            "This is what eps is for: any eps above 0 avoids it."
+        )
     if not math.isfinite(loss):
         what = f"the loss became {loss}"
     else:

@@ -4,7 +4,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL
+from conftest import SMALL, TALLY
 
 from bnviz import Lockstep, TrainConfig, Trainer, train
 from bnviz import datasets as ds
@@ -201,6 +201,51 @@ def test_divergence_at_huge_lr_ends_the_run_without_raising():
     assert run.num_steps == run.diverged_step - 1
     assert f"diverged at step {run.diverged_step}" in run.message
     json.dumps(run.to_dict(), allow_nan=False)
+
+
+def test_eps_zero_on_a_constant_channel_diverges_and_says_why():
+    TALLY["fault cases"] += 1
+    trainer = Trainer(TrainConfig(**{**SMALL, "eps": 0.0, "bn_impl": "scratch"}))
+    with torch.no_grad():
+        trainer.model.blocks[0].conv.weight[0].zero_()  # channel 0 is 0 for every image
+    trainer.step(3)
+    run = trainer.run
+    assert run.status == "diverged" and run.diverged_step == 1
+    assert run.message.startswith("diverged at step 1: the loss became nan. eps is 0")
+    assert "learning rate" not in run.message
+    json.dumps(run.to_dict(), allow_nan=False)
+
+
+def test_torch_batchnorm_refuses_eps_zero_in_training():
+    TALLY["fault cases"] += 1
+    run = train(TrainConfig(**{**SMALL, "eps": 0.0, "bn_impl": "torch"}))
+    assert run.status == "failed" and run.num_steps == 0
+    assert "eps must be positive during training" in run.message
+
+
+def test_the_same_channel_with_eps_above_zero_trains_on():
+    trainer = Trainer(TrainConfig(**{**SMALL, "eps": 1e-8, "steps": 5}))
+    with torch.no_grad():
+        trainer.model.blocks[0].conv.weight[0].zero_()
+    trainer.step(5)
+    assert trainer.run.status == "completed"
+
+
+def test_an_unexpected_error_in_a_step_fails_the_run_with_its_message(monkeypatch):
+    TALLY["fault cases"] += 1
+    trainer = Trainer(TrainConfig(**SMALL))
+    trainer.step(2)
+
+    def out_of_memory(x):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(trainer.model, "forward", out_of_memory)
+    trainer.step(5)
+    run = trainer.run
+    assert run.status == "failed" and run.num_steps == 2
+    assert run.message == (
+        "failed at step 3: RuntimeError: DefaultCPUAllocator: can't allocate memory"
+    )
 
 
 def test_one_value_per_channel_fails_with_pytorchs_message():

@@ -12,6 +12,10 @@ import plotly.graph_objects as go
 
 from ..record import Run
 
+# Experiments per scenario, at most: each runs once per server, on the shared training queue.
+# Sweeps are fixed in code (a user cannot ask for a larger one); tests hold every scenario to it.
+MAX_JOBS = 20
+
 
 @dataclass(frozen=True)
 class Job:
