@@ -67,7 +67,12 @@ class SharedCache:
                 if key in self._items:  # computed by another thread meanwhile
                     return self._items[key]
             log.info("bnviz compute: %s", describe(key))
-            value = compute()
+            try:
+                value = compute()
+            except BaseException:
+                with self._lock:  # nothing cached: the next caller tries again
+                    self._computing.pop(key, None)
+                raise
             with self._lock:
                 self._items[key] = value
                 self._items.move_to_end(key)

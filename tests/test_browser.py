@@ -44,12 +44,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server() -> tuple[str, subprocess.Popen]:
-    """`streamlit run app.py` on a free local port; returns its URL once it answers."""
+def start_server(*options: str) -> tuple[str, subprocess.Popen]:
+    """`streamlit run app.py [options]` on a free local port; returns its URL once it answers."""
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1"],
+         "--server.port", str(port), "--server.address", "127.0.0.1", *options],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

@@ -50,7 +50,7 @@ def open_link(**params) -> AppTest:
 
 def text(at: AppTest) -> str:
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
-    return " ".join(parts + [w.value for w in at.warning] + [c.value for c in at.code])
+    return " ".join(parts + [e.value for e in at.error] + [c.value for c in at.code])
 
 
 @pytest.mark.parametrize("scenario_id", list(SCENARIOS))
@@ -87,7 +87,7 @@ def test_hidden_controls_are_not_drawn_but_keep_their_values():
 
 def test_bad_links_are_ignored_with_a_visible_note():
     at = open_link(scenario="nope", batch_size="7", eps="nan", bogus="<b>x</b>", hide="wings")
-    notes = " ".join(w.value for w in at.warning)
+    notes = " ".join(e.value for e in at.error)
     assert "unknown scenario 'nope'" in notes
     assert "batch_size must be 1, 2, 4" in notes and "eps must be" in notes
     assert "unknown setting 'bogus'" in notes and "wings" in notes

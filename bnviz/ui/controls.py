@@ -12,7 +12,7 @@ from ..config import ACTIVATIONS, BN_IMPLS, DATASETS, DEFAULT_LR, NORMS, OPTIMIZ
 from .session import NO_TWIN
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
-EPSILONS = tuple(10.0**k for k in range(-8, 1))
+EPSILONS = (0.0, *(10.0**k for k in range(-8, 1)))  # 0: see what eps is for
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.02, 0.05, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0, 1000.0)
 STEP_CHOICES = (100, 200, 300, 500, 1000, 2000, 5000)
 WIDTHS = (4, 8, 16, 32, 64)
@@ -45,6 +45,12 @@ DEFAULTS = {key: default for key, (default, _) in CONTROLS.items()}
 def echo(text: str) -> str:
     """User text made safe to quote in a message: short, and no markdown or HTML."""
     return repr(re.sub(r"[^\w.,+\- ]", "?", str(text)[:40]))
+
+
+def plain(text: str) -> str:
+    """Text shown as itself in markdown (a run's message may come from an uploaded file):
+    every markdown character is escaped, so it cannot become a link, an image or markup."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])", r"\\\1", str(text))
 
 
 def allowed(key: str) -> str:

@@ -20,6 +20,7 @@ VIEWS = (
     "Save & replay",
 )
 MAX_PARAM = 200  # characters; longer query values are not even parsed
+MAX_NOTES = 8  # notes on ignored link settings shown at most; the rest are counted
 
 
 def scenario_title(scenario_id: str) -> str:
@@ -52,7 +53,7 @@ def apply_link(params: dict[str, str]) -> list[str]:
         scenario = FREE_PLAY
     st.session_state["scenario"] = scenario
     apply_scenario(scenario)
-    hide = params.pop("hide", "")
+    hide = params.pop("hide", "")[:MAX_PARAM]
     hidden = [k for k in hide.split(",") if k.strip()]
     for key in hidden:
         if key not in CONTROLS:
@@ -75,6 +76,8 @@ def apply_link(params: dict[str, str]) -> list[str]:
             st.session_state[key] = controls.parse(key, text[:MAX_PARAM])
         except ValueError as e:
             notes.append(str(e))
+    if len(notes) > MAX_NOTES:
+        notes[MAX_NOTES:] = [f"and {len(notes) - MAX_NOTES} more"]
     return notes
 
 

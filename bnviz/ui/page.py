@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_for
@@ -19,6 +21,8 @@ from ..datasets import DatasetUnavailable
 from ..scenarios import FREE_PLAY, SCENARIOS
 from ..trainer import Lockstep
 from . import links, scenario_panel, sidebar
+from . import session as sessions
+from .controls import plain
 from .session import Frame, Session, structural_key
 from .views import activations, export, gradients, running_stats, theory, train_eval, training
 
@@ -43,6 +47,7 @@ memory.tune_malloc()
 logging.getLogger("bnviz").setLevel(logging.INFO)
 if not logging.getLogger("bnviz").handlers:
     logging.getLogger("bnviz").addHandler(logging.StreamHandler())
+log = logging.getLogger(__name__)
 
 STEP_CHUNK = 10  # steps per press of "step"
 FIRST_STEPS = 20  # trained at once on first load, so the first picture means something
@@ -64,6 +69,28 @@ STATE_ICONS = {
     "stopped": ":material/stop:",
     "replay": ":material/history:",
 }
+
+
+def _guarded(draw: Callable) -> Callable:
+    """A bug while drawing shows a message, not a traceback, and is logged on the server with
+    its traceback; the session and every other one go on. (BNVIZ_RAISE=1, set by the tests,
+    lets it through instead.) Streamlit's rerun and stop are not Exceptions and pass."""
+
+    @functools.wraps(draw)
+    def guarded(*args, **kwargs):
+        try:
+            return draw(*args, **kwargs)
+        except Exception:
+            if os.environ.get("BNVIZ_RAISE"):
+                raise
+            log.exception("bnviz: drawing the page failed")
+            st.error(
+                "Something went wrong while drawing this page; the details are in the server's "
+                "log. Press **Reset** or reload the page to go on.",
+                icon=":material/error:",
+            )
+
+    return guarded
 
 
 def _where(position: int | None) -> str:
@@ -103,6 +130,9 @@ def _start(config: TrainConfig, twin: str) -> Session:
         session.key = structural_key(config, twin)  # don't retry on every rerun
         st.session_state["data_error"] = str(e)
         return session
+    except ValueError as e:  # e.g. a batch larger than the data set
+        st.error(f"This run cannot start: {plain(e)}. Change the settings in the sidebar.")
+        st.stop()
     st.session_state.pop("data_error", None)
     session = Session.start(config, twin, opening)
     memory.trim()  # the data set's generation and the first steps leave freed temporaries
@@ -137,7 +167,7 @@ def _current_session(config: TrainConfig, twin: str) -> Session:
     elif not session.finished:  # a finished run keeps its settings; Reset starts with new ones
         with session.guard:
             session.apply_live_changes(config)
-    st.session_state["session"] = session
+    sessions.replace(st.session_state, session)
     return session
 
 
@@ -156,7 +186,7 @@ def _step():
 
 
 def _reset():
-    st.session_state.pop("session", None)
+    sessions.replace(st.session_state, None)
 
 
 def _buttons(session: Session):
@@ -219,8 +249,23 @@ def _status(frame: Frame):
     st.markdown(text)
     st.caption(describe(run.config_in_force()))
     if state in ("diverged", "failed"):
-        st.error(run.message, icon=":material/error:")
-    if "more than 1 value per channel" in run.message:
+        st.error(plain(run.message), icon=":material/error:")
+    twin = frame.twin
+    messages = run.message + (twin.message if twin is not None else "")
+    if twin is not None and twin.status in ("diverged", "failed"):
+        st.warning(
+            f"The twin ({twin.config.norm} norm) stopped at step {twin.num_steps}; its curves "
+            f"end there: {plain(twin.message)}",
+            icon=":material/warning:",
+        )
+    if "eps must be positive during training" in messages:
+        st.info(
+            "A teaching moment, not a crash: PyTorch's BatchNorm refuses eps = 0 in training. "
+            "A channel whose values are all equal in a batch has variance 0, and without eps "
+            "normalizing it divides 0 by 0. Choose 'from scratch' as the implementation to "
+            "see what happens then, or any eps above 0 to avoid it."
+        )
+    if "more than 1 value per channel" in messages:
         st.info(
             "A teaching moment, not a crash: in training mode BatchNorm normalizes each channel "
             "with the mean and variance of the batch. Here a channel held a single value (batch "
@@ -234,6 +279,7 @@ def _queued(session: Session) -> bool:
     return session.wants_training and bool(worker.position(("train", session.serial)))
 
 
+@_guarded
 def _waiting(session: Session):
     """While the session waits for a training thread, only its status line redraws: a class
     of waiting pages must not keep the server busy redrawing charts that do not change."""
@@ -244,6 +290,7 @@ def _waiting(session: Session):
     _status(session.frame())
 
 
+@_guarded
 def _body(session: Session, training: bool):
     """The part of the page that redraws while training: status, scenario panel, views."""
     session.touch()
@@ -275,21 +322,40 @@ def _scenario():
     return SCENARIOS.get(scenario_id)
 
 
+def _settings(hidden: set[str]) -> tuple[TrainConfig, str, str | None]:
+    """The sidebar's configuration and twin, and why they were refused if they were: then
+    the last accepted ones stay in force (or the defaults, on a first page)."""
+    try:
+        config, twin = sidebar.controls(hidden)
+    except ValueError as e:  # a combination over a cap, e.g. batch x width
+        config, twin = st.session_state.get("settings", (TrainConfig(), sidebar.DEFAULTS["twin"]))
+        return config, twin, str(e)
+    st.session_state["settings"] = config, twin
+    return config, twin, None
+
+
 def main():
     st.set_page_config(page_title="bnviz: BatchNorm, live", page_icon="📊", layout="wide")
+    _page()
+
+
+@_guarded
+def _page():
     sidebar.init_state()
     if "link_notes" not in st.session_state:  # the first run of this session reads the link
         st.session_state["link_notes"] = links.apply_link(dict(st.query_params))
     scenario_id = links.scenario_picker()
-    config, twin = sidebar.controls(set(st.session_state.get("hidden", [])))
+    config, twin, refused = _settings(set(st.session_state.get("hidden", [])))
     links.share_link(sidebar.values(), scenario_id)
     session = _current_session(config, twin)
     session.touch()
     st.title("BatchNorm, live")
     if st.session_state["link_notes"]:
-        st.warning(
+        st.error(
             "Some settings in the link were ignored: " + "; ".join(st.session_state["link_notes"])
         )
+    if refused:
+        st.error(f"{refused}. The run keeps its previous settings.", icon=":material/block:")
     if "data_error" in st.session_state:
         st.warning(st.session_state["data_error"] + " Showing the built-in 'shapes' data set.")
     if session.replay is not None:

@@ -8,6 +8,7 @@ import streamlit as st
 from .. import precompute
 from ..cache import worker
 from ..scenarios import Results, Scenario
+from .controls import plain
 from .session import Frame
 from .views.common import chart
 
@@ -87,8 +88,11 @@ def _actions(scenario: Scenario, session: Frame) -> None:
         key = (session.serial, scenario.id, action.label)  # results belong to this run
         disabled = session.trainer is None
         if st.button(action.label, key=f"action_{i}", help=action.help, disabled=disabled):
-            with session.guard:
-                store[key] = action.fn(session.trainer)
+            try:
+                with session.guard:
+                    store[key] = action.fn(session.trainer)
+            except Exception as e:  # noqa: BLE001 - shown to the user as a message
+                st.error(f"{action.label} failed: {plain(f'{type(e).__name__}: {e}')}")
         if key in store:
             st.markdown(action.render(store[key]))
 
@@ -100,7 +104,7 @@ def render(scenario: Scenario, session: Frame) -> None:
         st.caption(scenario.summary)
         st.markdown(scenario.explain(done, session.run, session.twin))
         for label, message in errors.items():
-            st.error(f"{label}: this experiment failed ({message}).")
+            st.error(f"{label}: this experiment failed ({plain(message)}).")
         _progress(scenario, done, missing)
         figures = scenario.figures(done)
         for row in range(0, len(figures), 2):

@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 
 from ..config import TrainConfig
@@ -147,6 +147,10 @@ class Session:
         if self.finished:
             self.playing, self.steps_left = False, 0
 
+    def stop(self) -> None:
+        """Stop training (within a step): the page has let go of this session."""
+        self.playing, self.steps_left = False, 0
+
     def frame(self) -> Frame:
         """What to draw now: copies of the records that later steps leave alone, so drawing
         does not hold up training."""
@@ -171,6 +175,18 @@ class Session:
         if changes:
             self.lock.set(**changes)
         return list(changes)
+
+
+def replace(state: MutableMapping, new: Session | None) -> None:
+    """Make `new` the session in `state` (st.session_state), or drop it with None. The session
+    it replaces stops training at once instead of holding a training thread for nobody."""
+    old = state.get("session")
+    if old is not None and old is not new:
+        old.stop()
+    if new is None:
+        state.pop("session", None)
+    else:
+        state["session"] = new
 
 
 @dataclass(frozen=True)
