@@ -110,8 +110,8 @@ SOURCES: dict[str, dict[str, tuple[str, str, int]]] = {
 OFFLINE_HINT = "The built-in 'shapes' data set works offline."
 _CHUNK = 1 << 20
 TIMEOUT = 30.0  # seconds one network read may wait for data
-# Seconds one file's download may take in all, so that a server sending a byte at a time cannot
-# hold a session forever: CIFAR-10's 170 MB need about 2.3 Mbit/s to arrive within 10 minutes.
+# Seconds the download of one data set (all its files) may take in all, so that a server sending
+# a byte at a time cannot hold a session forever: CIFAR-10's 170 MB need about 2.3 Mbit/s.
 DOWNLOAD_DEADLINE = 600.0
 
 
@@ -304,14 +304,14 @@ def _body(url: str, timeout: float):
         raise _network_error(url, _network_reason(e, timeout)) from e
 
 
-def _transfer(url: str, out, timeout: float, size: int | None):
+def _transfer(url: str, out, timeout: float, size: int | None, deadline: float):
     """Stream url into the open file `out`, stopping past `size` bytes; returns (sha256
-    object, bytes received). A download that takes longer than DOWNLOAD_DEADLINE seconds
-    raises DatasetUnavailable, a failed write OSError."""
-    digest, n, start = hashlib.sha256(), 0, time.monotonic()
+    object, bytes received). Still downloading at time.monotonic() `deadline` raises
+    DatasetUnavailable, a failed write OSError."""
+    digest, n = hashlib.sha256(), 0
     with contextlib.closing(_body(url, timeout)) as body:
         for chunk in body:
-            if time.monotonic() - start > DOWNLOAD_DEADLINE:
+            if time.monotonic() > deadline:
                 raise _network_error(
                     url,
                     f"the download took longer than {_duration(DOWNLOAD_DEADLINE)} (a very "
@@ -346,12 +346,19 @@ def _remove_stale_temps(dest: Path) -> None:
 
 
 def download(
-    url: str, dest: Path, sha256: str, timeout: float | None = None, *, size: int | None = None
+    url: str,
+    dest: Path,
+    sha256: str,
+    timeout: float | None = None,
+    *,
+    size: int | None = None,
+    deadline: float | None = None,
 ) -> Path:
     """Fetch url to dest via a temporary file, checking size and SHA-256; never leaves junk.
-    Each network read waits at most `timeout` seconds (default TIMEOUT), the whole download
-    at most DOWNLOAD_DEADLINE seconds."""
+    Each network read waits at most `timeout` seconds (default TIMEOUT); the download ends
+    at time.monotonic() `deadline` (default DOWNLOAD_DEADLINE seconds from now)."""
     dest, timeout = Path(dest), TIMEOUT if timeout is None else timeout
+    deadline = time.monotonic() + DOWNLOAD_DEADLINE if deadline is None else deadline
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temps(dest)
@@ -361,7 +368,7 @@ def download(
     try:
         try:
             with tmp:
-                digest, n = _transfer(url, tmp, timeout, size)
+                digest, n = _transfer(url, tmp, timeout, size, deadline)
                 tmp.flush()
                 os.fsync(tmp.fileno())  # the data is on disk before its name is
         except OSError as e:  # write, flush, fsync or close
@@ -386,7 +393,15 @@ def download(
     return dest
 
 
-def _fetch(url: str, path: Path, sha256: str, size: int, allow_download: bool, timeout: float):
+def _fetch(
+    url: str,
+    path: Path,
+    sha256: str,
+    size: int,
+    allow_download: bool,
+    timeout: float,
+    deadline: float,
+):
     """Return path to a verified copy of the file, re-downloading a missing or corrupt one."""
     try:
         cached = path.exists()
@@ -405,7 +420,7 @@ def _fetch(url: str, path: Path, sha256: str, size: int, allow_download: bool, t
         raise DatasetUnavailable(
             f"{path.name} {problem} ({_show(path.parent)}), and downloading is off. {OFFLINE_HINT}"
         )
-    return download(url, path, sha256, timeout, size=size)
+    return download(url, path, sha256, timeout, size=size, deadline=deadline)
 
 
 def load_real(
@@ -416,10 +431,11 @@ def load_real(
     if name not in REAL_DATASETS:
         raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(REAL_DATASETS)}")
     timeout = TIMEOUT if timeout is None else timeout
+    deadline = time.monotonic() + DOWNLOAD_DEADLINE  # for all of the data set's files
     folder = (Path(root) if root is not None else data_dir()) / name
     try:
         paths = {
-            f: _fetch(url, folder / f, sha, size, download, timeout)
+            f: _fetch(url, folder / f, sha, size, download, timeout, deadline)
             for f, (url, sha, size) in SOURCES[name].items()
         }
     except DatasetUnavailable as e:

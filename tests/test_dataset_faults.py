@@ -442,3 +442,20 @@ def test_truncated_cached_file(server, monkeypatch, cache, allow_download):
         with pytest.raises(ds.DatasetUnavailable, match=f"{FIRST} in the cache was corrupt"):
             ds.load_real("mnist", download=False)
         assert not cached.exists()
+
+
+def test_the_deadline_covers_all_files_of_a_data_set(server, monkeypatch, cache, fresh):
+    """Each of MNIST's four files arrives well within the deadline, but not all of them."""
+    TALLY["fault cases"] += 1
+    td.serve(server, monkeypatch, "mnist", td.mnist_files()[0])
+    body = ds._body
+
+    def slow(url, timeout):
+        time.sleep(0.15)
+        yield from body(url, timeout)
+
+    monkeypatch.setattr(ds, "_body", slow)
+    monkeypatch.setattr(ds, "DOWNLOAD_DEADLINE", 0.4)
+    with pytest.raises(ds.DatasetUnavailable, match="took longer than 0.4 seconds"):
+        ds.load("mnist")
+    assert temp_files(cache / "mnist") == []

@@ -14,7 +14,7 @@ import torch
 from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from .. import memory
+from .. import datasets, memory
 from ..cache import SharedCache, worker
 from ..config import TrainConfig
 from ..datasets import DatasetUnavailable
@@ -122,8 +122,11 @@ def _opening(config: TrainConfig, twin: str) -> Lockstep:
 def _start(config: TrainConfig, twin: str) -> Session:
     """A fresh session; a data set that cannot be loaded falls back to 'shapes' with a note."""
     key = ("opening", config, twin)
-    future = worker.submit(key, lambda: _opening(config, twin), cache=openings)
     try:
+        if key not in openings:  # a download waits here, on this page's thread, and never
+            with st.spinner(f"Loading the {config.dataset} data set..."):  # on a training one
+                datasets.load(config.dataset)
+        future = worker.submit(key, lambda: _opening(config, twin), cache=openings)
         opening = _wait(future, key, f"Training the first {FIRST_STEPS} steps")
     except DatasetUnavailable as e:
         session = _start(config.replace(dataset="shapes"), twin)
@@ -131,6 +134,7 @@ def _start(config: TrainConfig, twin: str) -> Session:
         st.session_state["data_error"] = str(e)
         return session
     except ValueError as e:  # e.g. a batch larger than the data set
+        sessions.replace(st.session_state, None)  # the run it replaces stops too
         st.error(f"This run cannot start: {plain(e)}. Change the settings in the sidebar.")
         st.stop()
     st.session_state.pop("data_error", None)
@@ -249,7 +253,7 @@ def _status(frame: Frame):
     st.markdown(text)
     st.caption(describe(run.config_in_force()))
     if state in ("diverged", "failed"):
-        st.error(plain(run.message), icon=":material/error:")
+        st.error(plain(frame.session.error or run.message), icon=":material/error:")
     twin = frame.twin
     messages = run.message + (twin.message if twin is not None else "")
     if twin is not None and twin.status in ("diverged", "failed"):
@@ -357,7 +361,8 @@ def _page():
     if refused:
         st.error(f"{refused}. The run keeps its previous settings.", icon=":material/block:")
     if "data_error" in st.session_state:
-        st.warning(st.session_state["data_error"] + " Showing the built-in 'shapes' data set.")
+        note = st.session_state["data_error"].replace(datasets.OFFLINE_HINT, "").strip()
+        st.warning(f"{note} Showing the built-in 'shapes' data set, which works offline.")
     if session.replay is not None:
         st.info("Replaying a saved run: the sidebar does not apply until you go back to live.")
     if session.steps_left and not session.playing:  # "Step 10": done before the page is drawn
