@@ -7,6 +7,7 @@ import copy
 import functools
 import logging
 import math
+import os
 from collections.abc import Callable
 
 import numpy as np
@@ -18,7 +19,7 @@ from . import datasets, optim
 from .config import TrainConfig
 from .datasets import Dataset
 from .model import block_sides, build_model
-from .record import HIST_KINDS, MAX_SNAPSHOTS, LayerInfo, Run
+from .record import HIST_KINDS, MAX_MESSAGE, MAX_SNAPSHOTS, LayerInfo, Run
 
 log = logging.getLogger(__name__)
 
@@ -270,12 +271,16 @@ class Trainer:
         for _ in range(n):
             if self.finished:
                 break
+            before = self.steps_done
             try:
                 self._one_step()
-            except Exception as e:  # e.g. out of memory: the run ends and says why
+            except Exception as e:
+                # Out of memory, say, in the forward or backward pass: the run ends and says
+                # why, its record as it was. A failure while recording a step is a bug: raised.
+                if self.steps_done != before or os.environ.get("BNVIZ_RAISE"):
+                    raise
                 log.exception("training step failed")
-                step = self.steps_done + 1
-                self._end("failed", f"failed at step {step}: {type(e).__name__}: {e}")
+                self._end("failed", _failure_message(before + 1, e))
         return self.run
 
     def set(self, **changes) -> None:
@@ -434,7 +439,7 @@ class Trainer:
     def _end(self, status: str, message: str):
         if status in ("completed", "stopped") and self.run.eval_steps[-1] != self.steps_done:
             self.evaluate()
-        self.run.status, self.run.message = status, message
+        self.run.status, self.run.message = status, message[:MAX_MESSAGE]
 
 
 def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -447,6 +452,16 @@ def _optimizer(config: TrainConfig, model: nn.Module) -> optim.SGD | optim.Adam:
     if config.optimizer == "adam":
         return optim.Adam(params, lr=config.lr)
     return optim.SGD(params, lr=config.lr, momentum=0.9)
+
+
+def _failure_message(step: int, error: Exception) -> str:
+    if isinstance(error, MemoryError) or "allocate" in str(error):
+        return (
+            f"failed at step {step}: the server ran out of memory for this run. Choose a "
+            "smaller batch or network."
+        )
+    text = f"{type(error).__name__}: {error}"
+    return f"failed at step {step}: an error in the training step ({text[:300]})"
 
 
 def _divergence_message(step: int, loss: float, first: float, eps_zero: bool = False) -> str:

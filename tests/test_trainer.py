@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import SMALL, TALLY
 
-from bnviz import Lockstep, TrainConfig, Trainer, train
+from bnviz import Lockstep, Run, TrainConfig, Trainer, train
 from bnviz import datasets as ds
 from bnviz.trainer import HIST_IMAGES, _Batches, to_tensor
 
@@ -231,21 +231,39 @@ def test_the_same_channel_with_eps_above_zero_trains_on():
     assert trainer.run.status == "completed"
 
 
-def test_an_unexpected_error_in_a_step_fails_the_run_with_its_message(monkeypatch):
+@pytest.mark.parametrize(
+    "error, says",
+    [
+        (RuntimeError("DefaultCPUAllocator: can't allocate memory"), "ran out of memory"),
+        (MemoryError(), "ran out of memory"),
+        (RuntimeError("mat1 and mat2 shapes cannot be multiplied"), "(RuntimeError: mat1"),
+    ],
+)
+def test_an_error_in_a_step_fails_the_run_and_says_why(monkeypatch, error, says):
     TALLY["fault cases"] += 1
+    monkeypatch.delenv("BNVIZ_RAISE", raising=False)
     trainer = Trainer(TrainConfig(**SMALL))
     trainer.step(2)
+    before = trainer.run.to_json()
 
-    def out_of_memory(x):
-        raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+    def fails(x):
+        raise error
 
-    monkeypatch.setattr(trainer.model, "forward", out_of_memory)
+    monkeypatch.setattr(trainer.model, "forward", fails)
     trainer.step(5)
     run = trainer.run
-    assert run.status == "failed" and run.num_steps == 2
-    assert run.message == (
-        "failed at step 3: RuntimeError: DefaultCPUAllocator: can't allocate memory"
-    )
+    assert run.status == "failed" and run.message.startswith("failed at step 3: ")
+    assert says in run.message
+    loaded = Run.from_json(run.to_json())  # the record as it was, and it saves
+    assert loaded.num_steps == 2 and loaded.to_dict()["metrics"] == json.loads(before)["metrics"]
+
+
+def test_a_bug_while_recording_a_step_is_raised_not_hidden(monkeypatch):
+    monkeypatch.delenv("BNVIZ_RAISE", raising=False)
+    trainer = Trainer(TrainConfig(**SMALL))
+    monkeypatch.setattr(trainer, "_store_snapshots", lambda step: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        trainer.step(1)
 
 
 def test_one_value_per_channel_fails_with_pytorchs_message():

@@ -3,6 +3,7 @@ Plain Python (no streamlit), so it can be tested on its own."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -14,6 +15,7 @@ from ..config import TrainConfig
 from ..record import Run
 from ..trainer import LIVE_FIELDS, Lockstep, Trainer
 
+log = logging.getLogger(__name__)
 NO_TWIN = "off"
 QUANTUM_SECONDS = 20.0  # a session trains this long before yielding its thread to a waiting one
 # No redraw for this long and the tab is taken for gone, so training stops. Generous: browsers
@@ -39,6 +41,8 @@ class Session:
     playing: bool = False
     steps_left: int = 0  # steps still to take for "Step 10", playing or not
     steps_per_second: float = 0.0
+    stopped: bool = False  # the page let go of this session: it never trains again
+    error: str = ""  # a bug stopped its training (the run record itself is intact)
     key: tuple = field(default=())
     seen: float = field(default_factory=time.monotonic)  # the latest redraw of the page
     serial: str = field(default_factory=lambda: uuid.uuid4().hex)  # identifies this run
@@ -81,13 +85,15 @@ class Session:
 
     @property
     def finished(self) -> bool:
-        return self.replay is not None or self.run.status != "running"
+        return self.replay is not None or bool(self.error) or self.run.status != "running"
 
     @property
     def state(self) -> str:
         """playing, paused, finished, diverged, failed, stopped or replay."""
         if self.replay is not None:
             return "replay"
+        if self.error:
+            return "failed"
         status = self.run.status
         if status == "completed":
             return "finished"
@@ -97,7 +103,7 @@ class Session:
 
     @property
     def wants_training(self) -> bool:
-        return not self.finished and (self.playing or self.steps_left > 0)
+        return not (self.finished or self.stopped) and (self.playing or self.steps_left > 0)
 
     def touch(self) -> None:
         """The page was drawn just now: its tab is open."""
@@ -132,8 +138,16 @@ class Session:
             if not connected() or time.monotonic() - self.seen > STALE_SECONDS:
                 self.playing, self.steps_left = False, 0
                 break
-            with self.guard:
-                self.lock.step(1)
+            try:
+                with self.guard:
+                    self.lock.step(1)
+            except Exception as e:  # a bug in bnviz: this session stops and says so
+                log.exception("bnviz: training failed")
+                self.error = (
+                    f"Training stopped at step {self.run.num_steps + 1} by an error in bnviz "
+                    f"({type(e).__name__}: {str(e)[:200]}). Press Reset to start again."
+                )
+                break
             self.steps_left = max(0, self.steps_left - 1)
             done += 1
             times.append(time.perf_counter())  # the speed of the latest steps
@@ -149,7 +163,7 @@ class Session:
 
     def stop(self) -> None:
         """Stop training (within a step): the page has let go of this session."""
-        self.playing, self.steps_left = False, 0
+        self.stopped, self.playing, self.steps_left = True, False, 0
 
     def frame(self) -> Frame:
         """What to draw now: copies of the records that later steps leave alone, so drawing
