@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 
 DATASETS = ("shapes", "mnist", "fashion_mnist", "cifar10")
@@ -29,7 +30,13 @@ MAX_BATCH_X_WIDTH = 8192
 MAX_STEPS_X_CHANNELS = 1_500_000
 
 
-def _is_int(value) -> bool:
+def quote(text) -> str:
+    """Text from a user or a file made safe to quote in a message: short, and nothing that
+    markdown or HTML could use."""
+    return repr(re.sub(r"[^\w.,+\- ]", "?", str(text)[:40]))
+
+
+def is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -78,7 +85,7 @@ class TrainConfig:
         if (
             not isinstance(widths, tuple)
             or not 1 <= len(widths) <= MAX_DEPTH
-            or not all(_is_int(w) and 1 <= w <= MAX_WIDTH for w in widths)
+            or not all(is_int(w) and 1 <= w <= MAX_WIDTH for w in widths)
         ):
             raise ValueError(
                 f"widths must be 1 to {MAX_DEPTH} integers, each from 1 to {MAX_WIDTH}; "
@@ -87,16 +94,18 @@ class TrainConfig:
         _check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
         if self.batch_size * widths[0] > MAX_BATCH_X_WIDTH:
             raise ValueError(
-                f"batch_size x widths[0] (images x channels of the first block) must be at "
+                f"batch_size x widths[0] (batch size x width of the first block) must be at "
                 f"most {MAX_BATCH_X_WIDTH:,} on a shared server; got {self.batch_size} x "
-                f"{widths[0]} = {self.batch_size * widths[0]:,}. Choose a smaller batch or width"
+                f"{widths[0]} = {self.batch_size * widths[0]:,}. Choose a smaller batch size "
+                "or width"
             )
         _check_int("steps", self.steps, 1, MAX_STEPS)
         if self.steps * sum(widths) > MAX_STEPS_X_CHANNELS:
             raise ValueError(
-                f"steps x sum(widths) (the per-step record) must be at most "
-                f"{MAX_STEPS_X_CHANNELS:,}; got {self.steps:,} x {sum(widths)} = "
-                f"{self.steps * sum(widths):,}. Choose fewer steps or a smaller network"
+                f"steps x sum(widths) (steps x channels of all blocks, which the record keeps "
+                f"at every step) must be at most {MAX_STEPS_X_CHANNELS:,}; got {self.steps:,} x "
+                f"{sum(widths)} = {self.steps * sum(widths):,}. Choose fewer steps, or fewer or "
+                "narrower blocks"
             )
         _check_int("seed", self.seed, 0, 2**31 - 1)
         for name in ("snapshot_every", "eval_every"):
@@ -143,7 +152,7 @@ FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
 def _check_int(name, value, low, high):
-    if not _is_int(value) or not low <= value <= high:
+    if not is_int(value) or not low <= value <= high:
         raise ValueError(f"{name} must be an integer from {low} to {high}; got {value!r}")
 
 

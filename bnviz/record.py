@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import FIELDS, MAX_DEPTH, TrainConfig
+from .config import FIELDS, MAX_DEPTH, TrainConfig, is_int, quote
 
 FORMAT = "bnviz-run"
 VERSION = 1
@@ -193,7 +193,13 @@ class Run:
     def layer_stat(self, layer: int, stat: str) -> np.ndarray | None:
         """A per-step stat of one block (steps x channels), or None if its norm lacks it."""
         key = f"{layer}.{stat}"
-        return self.table.get(key) if key in self.table.columns else None
+        if key not in self.table.columns:
+            return None
+        values = self.table.get(key)
+        # a block of one channel is still steps x channels (the table squeezes width 1)
+        if stat in STEP_STATS and values.ndim == 1:
+            return values.reshape(len(values), 1)
+        return values
 
     def param_stat(self, name: str, stat: str) -> np.ndarray:
         """grad_norm or update_ratio of one parameter tensor, one value per step."""
@@ -320,7 +326,7 @@ class Run:
         cap = MAX_FILE_MB if max_mb == -1 else max_mb
         if cap is not None and len(data) > cap * 2**20:
             size = len(data) / 2**20
-            raise _invalid(f"{size:.0f} MB is over the {cap:g} MB limit of a saved run")
+            raise _invalid(f"{size:.1f} MB is over the {cap:g} MB limit of a saved run")
         if isinstance(data, bytes):
             try:
                 data = data.decode("utf-8")
@@ -371,8 +377,8 @@ def _integer(text: str) -> int:
 
 
 def _quote(value) -> str:
-    """A value from a file made safe to quote in a message: short, and no markdown or HTML
-    (as bnviz.ui.controls.echo, which the backend does not import); containers by size."""
+    """A value from a file made safe to quote in a message (see config.quote); containers
+    and other types by what they are."""
     if isinstance(value, list | dict):
         return f"{'a list' if isinstance(value, list) else 'an object'} of {len(value)}"
     if not (value is None or isinstance(value, str | int | float)):
@@ -381,18 +387,14 @@ def _quote(value) -> str:
         return f"an integer of over {MAX_INT_DIGITS} digits"
     if not isinstance(value, str):
         return json.dumps(value)  # null, true, a number: nothing but digits and letters
-    return repr(re.sub(r"[^\w.,+\- ]", "?", value[:40]))
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return quote(value)
 
 
 def _is_number(value) -> bool:
     """An int or float (not a bool); ints as long as a JSON file may hold them."""
     if isinstance(value, float):
         return True
-    return _is_int(value) and abs(value) < 10**MAX_INT_DIGITS
+    return is_int(value) and abs(value) < 10**MAX_INT_DIGITS
 
 
 def _encode(values: np.ndarray) -> list:
@@ -426,7 +428,7 @@ def _decode(values, shape: tuple[int | None, ...], what: str, kind: str = "measu
             return [check(x, depth + 1) for x in v]
         if kind == "measured" and isinstance(v, str) and v in _NONFINITE:
             return _NONFINITE[v]
-        if _is_int(v) if kind == "count" else _is_number(v):
+        if is_int(v) if kind == "count" else _is_number(v):
             return v
         expected = {"measured": "numbers", "finite": "finite numbers", "count": "counts"}[kind]
         raise _invalid(f"{what} must hold {expected}; found {_quote(v)}")
@@ -434,6 +436,8 @@ def _decode(values, shape: tuple[int | None, ...], what: str, kind: str = "measu
     nested = check(values, 0)
     try:
         array = np.array(nested, dtype=np.int64 if kind == "count" else np.float64)
+    except OverflowError:  # a count beyond int64 (the bulk path above skips the range check)
+        raise _invalid(f"{what} must hold counts from 0 to {MAX_COUNT}") from None
     except ValueError:
         raise _invalid(f"{what} is ragged") from None
     if array.size == 0:
@@ -470,7 +474,7 @@ def _fields(d, keys: tuple[str, ...], what: str) -> dict:
 def _steps(values, what: str, low: int, high: int) -> list[int]:
     """A strictly increasing list of integer steps from low to high."""
     ok = isinstance(values, list) and len(values) <= max(0, high - low + 1)
-    ok = ok and all(_is_int(v) and low <= v <= high for v in values)
+    ok = ok and all(is_int(v) and low <= v <= high for v in values)
     if not ok or any(b <= a for a, b in zip(values, values[1:])):
         raise _invalid(f"{what} must be increasing integers from {low} to {high}")
     return list(values)
@@ -479,7 +483,7 @@ def _steps(values, what: str, low: int, high: int) -> list[int]:
 def _from_dict(d) -> Run:
     if not isinstance(d, dict) or d.get("format") != FORMAT:
         raise _invalid("missing format 'bnviz-run'")
-    if not _is_int(d.get("version")) or d["version"] != VERSION:
+    if not is_int(d.get("version")) or d["version"] != VERSION:
         raise _invalid(f"version {_quote(d.get('version'))} is not supported; expected {VERSION}")
     _fields(d, KEYS, "the run")
     config = _config(d["config"])
@@ -494,13 +498,13 @@ def _from_dict(d) -> Run:
     if not isinstance(steps, list) or len(steps) > config.steps:
         raise _invalid(f"steps must be a list of at most config.steps ({config.steps})")
     n = len(steps)
-    if steps != list(range(1, n + 1)) or not all(_is_int(s) for s in steps):
+    if steps != list(range(1, n + 1)) or not all(is_int(s) for s in steps):
         raise _invalid("steps must be 1, 2, ..., n: one per optimizer step")
     if not isinstance(d["layers"], list) or len(d["layers"]) != len(config.widths):
         raise _invalid("one layer entry per block of config.widths")
     infos = [_layer_info(layer, i, config) for i, layer in enumerate(d["layers"])]
     diverged = d["diverged_step"]
-    if status == "diverged" and not (_is_int(diverged) and diverged == n + 1):
+    if status == "diverged" and not (is_int(diverged) and diverged == n + 1):
         raise _invalid(f"diverged_step must be {n + 1}, the step after the last one recorded")
     if status != "diverged" and diverged is not None:
         raise _invalid("diverged_step must be null unless the run diverged")
@@ -541,19 +545,14 @@ def _from_dict(d) -> Run:
 def _plain_value(value) -> bool:
     """A JSON scalar whose repr is safe to quote: None, a bool, a number, or short plain text."""
     if isinstance(value, str):
-        return re.fullmatch(r"[\w.,+\- ]{0,40}", value) is not None
+        return quote(value) == repr(value)  # nothing shortened or replaced
     return value is None or isinstance(value, bool) or _is_number(value)
 
 
 def _config(d) -> TrainConfig:
     """TrainConfig.from_dict, after checking that every value is plain, so that its messages
     (which quote the value) hold nothing an upload could use as markup."""
-    if not isinstance(d, dict):
-        raise _invalid(f"config must be an object; found {_quote(d)}")
-    unknown = [k for k in d if k not in FIELDS]
-    if unknown:
-        names = ", ".join(_quote(k) for k in unknown[:5])
-        raise _invalid(f"unknown config keys: {names}; allowed: {', '.join(FIELDS)}")
+    _fields(d, FIELDS, "config")  # a saved config has every field
     for key, value in d.items():
         listed = key == "widths" and isinstance(value, list) and len(value) <= MAX_DEPTH
         if not all(_plain_value(v) for v in (value if listed else [value])):
@@ -582,10 +581,10 @@ def _layer_info(layer, i: int, config: TrainConfig) -> LayerInfo:
     unit, tracked = layer["unit"], layer["tracked_channels"]
     highs = (width, MAX_SIDE, MAX_SIDE)
     if not (isinstance(unit, list) and len(unit) == 3) or not all(
-        _is_int(u) and 0 <= u < high for u, high in zip(unit, highs)
+        is_int(u) and 0 <= u < high for u, high in zip(unit, highs)
     ):
         raise _invalid(f"{name} unit must be [channel, y, x] inside the block")
-    if not _is_int(tracked) or not 0 <= tracked <= width:
+    if not is_int(tracked) or not 0 <= tracked <= width:
         raise _invalid(f"{name} tracked_channels must be an integer from 0 to {width}")
     return LayerInfo(
         name=name,
@@ -649,7 +648,7 @@ def _changes(changes, config: TrainConfig, n: int) -> list[dict]:
     for i, change in enumerate(changes):
         what = f"changes[{i}]"
         step, name, old, new = (_fields(change, CHANGE_KEYS, what)[k] for k in CHANGE_KEYS)
-        if not _is_int(step) or not first <= step <= n + 1:
+        if not is_int(step) or not first <= step <= n + 1:
             raise _invalid(f"{what} step must be an integer from {first} to {n + 1}")
         if not isinstance(name, str) or name not in LIVE_FIELDS:
             allowed = ", ".join(LIVE_FIELDS)

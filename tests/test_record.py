@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import SMALL, TALLY
 
-from bnviz import Run, TrainConfig, train
+from bnviz import Run, TrainConfig, Trainer, train
 
 
 def test_to_dict_is_strict_json_with_the_documented_keys(small_trainer):
@@ -63,8 +63,28 @@ def test_save_is_atomic(small_trainer, tmp_path, monkeypatch, crash_in):
     def crash(*a, **k):
         raise OSError("disk full")
 
-    target = {"write": "bnviz.record.Run.to_json", "fsync": "bnviz.record.os.fsync"}
-    monkeypatch.setattr(target.get(crash_in, "bnviz.record.os.replace"), crash)
+    fdopen = os.fdopen
+
+    class HalfWritten:  # the disk fills up halfway through the file
+        def __init__(self, fd, mode):
+            self.f = fdopen(fd, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            self.f.flush()
+            raise OSError("disk full")
+
+    if crash_in == "write":
+        monkeypatch.setattr("bnviz.record.os.fdopen", HalfWritten)
+    else:
+        target = {"fsync": "bnviz.record.os.fsync", "replace": "bnviz.record.os.replace"}
+        monkeypatch.setattr(target[crash_in], crash)
     with pytest.raises(OSError):
         small_trainer.run.save(path)
     assert path.read_text() == "earlier run"
@@ -96,7 +116,7 @@ def _bad(d, mutate):
         (lambda d: d.pop("format"), "format"),
         (lambda d: d.update(version=99), "version"),
         (lambda d: d["config"].update(batch_size=-1), "batch_size"),
-        (lambda d: d["config"].update(evil=1), "unknown config keys"),
+        (lambda d: d["config"].update(evil=1), "unknown keys in config"),
         (lambda d: d.update(status="exploded"), "status"),
         (lambda d: d["metrics"]["train_loss"].pop(), "train_loss"),
         (lambda d: d["metrics"]["train_loss"].__setitem__(0, "1.5"), "train_loss"),
@@ -136,3 +156,10 @@ def test_a_frozen_record_does_not_change_as_training_goes_on(monkeypatch):
     trainer.set(lr=0.01)
     assert frozen.to_json() == before
     assert frozen.num_steps == 3 and trainer.run.num_steps == 73
+
+
+def test_a_network_with_a_one_channel_block_reloads_identically():
+    trainer = Trainer(TrainConfig(widths=(1, 2), batch_size=8, steps=6, snapshot_every=2))
+    trainer.step(6)
+    assert trainer.run.layer_stat(0, "batch_mean").shape == (6, 1)
+    assert Run.from_json(trainer.run.to_json()).to_json() == trainer.run.to_json()

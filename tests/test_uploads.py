@@ -129,7 +129,7 @@ CASES = [
     *[(f"key {m}", _edit(m, 1), "unknown keys in the run") for m in MARKUP],
     ("unknown layer key", _edit("layers.1.extra", 1), "unknown keys in layers"),
     ("unknown snapshot key", _edit("layers.0.snapshots.more", []), "unknown keys in block1"),
-    ("unknown config key", _edit("config.evil", 1), "unknown config keys"),
+    ("unknown config key", _edit("config.evil", 1), "unknown keys in config"),
     ("unknown histogram kind", _edit("layers.0.snapshots.edges.other", [0.0, 1.0]), "kinds"),
     ("empty change", _edit("changes", [{}]), "changes"),
     ("change of a fixed field", _change(2, "widths", [8, 16], [8]), "field"),
@@ -234,10 +234,10 @@ def test_the_size_cap_is_one_number_checked_before_parsing(page, monkeypatch):
     export._load_upload(big)
     cap = record.MAX_FILE_MB
     assert page.errors == [
-        f"That file is {cap + 1} MB; saved runs are at most {cap} MB, so nothing was loaded."
+        f"That file is {cap + 1:.1f} MB; saved runs are at most {cap} MB, so nothing was loaded."
     ]
     monkeypatch.setattr(record, "MAX_FILE_MB", 1)  # Run.from_json checks the same cap
-    with pytest.raises(ValueError, match="2 MB is over the 1 MB limit"):
+    with pytest.raises(ValueError, match="2.0 MB is over the 1 MB limit"):
         Run.from_json(b" " * 2 * 2**20)
 
 

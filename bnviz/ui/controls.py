@@ -8,7 +8,16 @@ import math
 import re
 from urllib.parse import urlencode
 
-from ..config import ACTIVATIONS, BN_IMPLS, DATASETS, DEFAULT_LR, NORMS, OPTIMIZERS, PLACEMENTS
+from ..config import (
+    ACTIVATIONS,
+    BN_IMPLS,
+    DATASETS,
+    DEFAULT_LR,
+    NORMS,
+    OPTIMIZERS,
+    PLACEMENTS,
+    quote,
+)
 from .session import NO_TWIN
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -42,11 +51,6 @@ CONTROLS: dict[str, tuple[object, tuple | None]] = {
 DEFAULTS = {key: default for key, (default, _) in CONTROLS.items()}
 
 
-def echo(text: str) -> str:
-    """User text made safe to quote in a message: short, and no markdown or HTML."""
-    return repr(re.sub(r"[^\w.,+\- ]", "?", str(text)[:40]))
-
-
 def plain(text: str) -> str:
     """Text shown as itself in markdown (a run's message may come from an uploaded file):
     every markdown character is escaped, so it cannot become a link, an image or markup."""
@@ -66,7 +70,7 @@ def parse(key: str, text: str):
     """A control's value from text (a query parameter), or ValueError naming the allowed
     values. Accepts exactly what the widget could produce."""
     if key not in CONTROLS:
-        raise ValueError(f"unknown setting {echo(key)}")
+        raise ValueError(f"unknown setting {quote(key)}")
     text = text.strip()
     choices = CONTROLS[key][1]
     try:
@@ -93,7 +97,7 @@ def parse(key: str, text: str):
                 return choice
         raise ValueError
     except (ValueError, KeyError, OverflowError):
-        raise ValueError(f"{key} must be {allowed(key)}; got {echo(text)}") from None
+        raise ValueError(f"{key} must be {allowed(key)}; got {quote(text)}") from None
 
 
 def to_text(value) -> str:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ..config import quote
 from ..scenarios import FREE_PLAY, SCENARIOS
 from . import controls
-from .controls import CONTROLS, DEFAULTS, echo
+from .controls import CONTROLS, DEFAULTS
 
 VIEWS = (
     "Training",
@@ -49,7 +50,7 @@ def apply_link(params: dict[str, str]) -> list[str]:
     params = dict(params)
     scenario = params.pop("scenario", FREE_PLAY)
     if scenario not in SCENARIOS and scenario != FREE_PLAY:
-        notes.append(f"unknown scenario {echo(scenario)}; choose one of {', '.join(SCENARIOS)}")
+        notes.append(f"unknown scenario {quote(scenario)}; choose one of {', '.join(SCENARIOS)}")
         scenario = FREE_PLAY
     st.session_state["scenario"] = scenario
     apply_scenario(scenario)
@@ -57,7 +58,7 @@ def apply_link(params: dict[str, str]) -> list[str]:
     hidden = [k for k in hide.split(",") if k.strip()]
     for key in hidden:
         if key not in CONTROLS:
-            notes.append(f"hide: unknown control {echo(key)}")
+            notes.append(f"hide: unknown control {quote(key)}")
     st.session_state["link_hidden"] = [k for k in hidden if k in CONTROLS]
     st.session_state["hidden"] = sorted(
         set(st.session_state["hidden"]) | set(st.session_state["link_hidden"])
@@ -67,10 +68,10 @@ def apply_link(params: dict[str, str]) -> list[str]:
         if view in VIEWS:
             st.session_state["view"] = view
         else:
-            notes.append(f"view must be one of {', '.join(VIEWS)}; got {echo(view)}")
+            notes.append(f"view must be one of {', '.join(VIEWS)}; got {quote(view)}")
     for key, text in params.items():
         if key not in CONTROLS:
-            notes.append(f"unknown setting {echo(key)}")
+            notes.append(f"unknown setting {quote(key)}")
             continue
         try:
             st.session_state[key] = controls.parse(key, text[:MAX_PARAM])

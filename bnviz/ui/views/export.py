@@ -43,7 +43,7 @@ def _load_upload(upload) -> None:
     message, in which nothing from the file can become markdown or HTML."""
     if upload.size > MAX_FILE_MB * 2**20:
         st.error(
-            f"That file is {upload.size / 2**20:.0f} MB; saved runs are at most {MAX_FILE_MB} "
+            f"That file is {upload.size / 2**20:.1f} MB; saved runs are at most {MAX_FILE_MB} "
             "MB, so nothing was loaded."
         )
         return
