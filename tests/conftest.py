@@ -1,5 +1,6 @@
 import collections
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -48,6 +49,21 @@ def check_explain_without_runs(scenario) -> None:
         assert isinstance(scenario.explain({}, run, None), str)
         assert isinstance(scenario.explain({}, run, run), str)
     assert isinstance(scenario.explain({}, None, None), str)
+
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+def open_app(**params):
+    """The app in AppTest, opened with these query parameters, after its first run."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=120)
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, at.exception
+    return at
 
 
 # What the suite tried, printed at the end of every run (fuzz cases, hostile inputs, ...).

@@ -1,15 +1,12 @@
 """Scenario picker and shareable links, driven through AppTest."""
 
-from pathlib import Path
-
 import pytest
+from conftest import open_app
 from streamlit.testing.v1 import AppTest
 
 from bnviz.cache import worker
 from bnviz.scenarios import FREE_PLAY, SCENARIOS
 from bnviz.ui import controls
-
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
 @pytest.fixture(autouse=True)
@@ -39,15 +36,6 @@ def no_precomputed_results(monkeypatch):
     monkeypatch.setattr("bnviz.precompute.load", lambda *args, **kwargs: {})
 
 
-def open_link(**params) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
 def text(at: AppTest) -> str:
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
     return " ".join(parts + [e.value for e in at.error] + [c.value for c in at.code])
@@ -56,7 +44,7 @@ def text(at: AppTest) -> str:
 @pytest.mark.parametrize("scenario_id", list(SCENARIOS))
 def test_every_scenario_opens_from_its_link(scenario_id, no_background_jobs):
     scenario = SCENARIOS[scenario_id]
-    at = open_link(scenario=scenario_id)
+    at = open_app(scenario=scenario_id)
     assert at.session_state["scenario"] == scenario_id
     assert at.session_state["view"] == scenario.view
     assert scenario.title in text(at)
@@ -68,7 +56,7 @@ def test_every_scenario_opens_from_its_link(scenario_id, no_background_jobs):
 
 
 def test_link_presets_override_the_scenario_and_show_in_the_copy_link():
-    at = open_link(scenario="bn-basics", batch_size="8", lr="0.3")
+    at = open_app(scenario="bn-basics", batch_size="8", lr="0.3")
     config = at.session_state["session"].run.config
     assert (config.batch_size, config.lr) == (8, 0.3)
     link = " ".join(c.value for c in at.code)
@@ -76,7 +64,7 @@ def test_link_presets_override_the_scenario_and_show_in_the_copy_link():
 
 
 def test_hidden_controls_are_not_drawn_but_keep_their_values():
-    at = open_link(hide="eps,momentum", eps="0.001")
+    at = open_app(hide="eps,momentum", eps="0.001")
     keys = {w.key for w in at.get("select_slider")} | {w.key for w in at.get("slider")}
     assert "eps" not in keys and "momentum" not in keys and "batch_size" in keys
     assert at.session_state["session"].run.config.eps == 0.001
@@ -86,7 +74,7 @@ def test_hidden_controls_are_not_drawn_but_keep_their_values():
 
 
 def test_bad_links_are_ignored_with_a_visible_note():
-    at = open_link(scenario="nope", batch_size="7", eps="nan", bogus="<b>x</b>", hide="wings")
+    at = open_app(scenario="nope", batch_size="7", eps="nan", bogus="<b>x</b>", hide="wings")
     notes = " ".join(e.value for e in at.error)
     assert "unknown scenario 'nope'" in notes
     assert "batch_size must be 1, 2, 4" in notes and "eps must be" in notes
@@ -97,7 +85,7 @@ def test_bad_links_are_ignored_with_a_visible_note():
 
 
 def test_picker_applies_a_scenario_and_back_to_free_play():
-    at = open_link()
+    at = open_app()
     assert at.session_state["scenario"] == FREE_PLAY
     at.selectbox(key="scenario").set_value("bn-basics").run()
     assert at.session_state["view"] == SCENARIOS["bn-basics"].view
@@ -120,7 +108,7 @@ def test_link_query_round_trips_through_parse():
 
 
 def test_a_links_hide_lock_survives_picking_another_scenario():
-    at = open_link(hide="eps")
+    at = open_app(hide="eps")
     at.selectbox(key="scenario").set_value("momentum-lag").run()
     assert "eps" in at.session_state["hidden"]
     assert "eps" not in {w.key for w in at.get("select_slider")}

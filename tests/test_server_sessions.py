@@ -5,6 +5,7 @@ so no browser is needed."""
 
 import asyncio
 import os
+import re
 import time
 
 import pytest
@@ -40,25 +41,31 @@ def _settle(pid: int, timeout: float = 30.0) -> float:
         assert time.monotonic() < deadline, f"still busy: {later - cpu:.2f} s of CPU in 1 s"
 
 
-async def _visit(url: str, play_seconds: float) -> None:
-    """Open the app, press Play, let it train, close the tab."""
-    client, finished = StreamlitClient(url), asyncio.Event()
+async def _visit(url: str, play_seconds: float) -> int:
+    """Open the app, press Play, let it train, close the tab; the latest step it showed."""
+    client, finished, steps = StreamlitClient(url), asyncio.Event(), [0]
 
     def listen(_, msg):
         if msg.WhichOneof("type") == "script_finished":
             finished.set()
+        elif msg.WhichOneof("type") == "delta" and msg.delta.new_element.markdown.body:
+            shown = re.search(r"step (\d+) of", msg.delta.new_element.markdown.body)
+            steps[0] = max(steps[0], int(shown.group(1))) if shown else steps[0]
 
     client.add_listener(listen)
     await client.connect()
     await asyncio.wait_for(finished.wait(), 120)
     assert client.widgets.get("play"), "the page has no Play button"
+    opened_at = steps[0]
     await client.click("play")
     await asyncio.sleep(play_seconds)
     await client.close()
+    return steps[0] - opened_at
 
 
-async def _round(url: str, sessions: int, play_seconds: float) -> None:
-    await asyncio.gather(*(_visit(url, play_seconds) for _ in range(sessions)))
+async def _round(url: str, sessions: int, play_seconds: float) -> list[int]:
+    """The steps each session trained while its tab was open."""
+    return await asyncio.gather(*(_visit(url, play_seconds) for _ in range(sessions)))
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
@@ -70,10 +77,11 @@ def test_closed_tabs_stop_training_and_give_their_memory_back():
         before = _settle(server.pid)
         after = []
         for _ in range(ROUNDS):
-            asyncio.run(_round(url, SESSIONS, 2.0))
+            trained = asyncio.run(_round(url, SESSIONS, 2.0))
             TALLY["sessions come and go"] += SESSIONS
+            assert max(trained) > 0, trained  # Play did start training (two threads' worth)
             time.sleep(TTL + 1)
-            after.append(_settle(server.pid))  # idle: no closed tab trains on
+            after.append(_settle(server.pid, timeout=5))  # idle at once: no closed tab trains on
         growth = max(after) - before
         # A session that stayed would keep its run and models: about 3 MB each, 30 in all,
         # plus what each trained. Allocator noise is well under the bound.
