@@ -1,16 +1,25 @@
 """Sessions of a real `streamlit run app.py` server come and go, as a class's tabs do: each
 opens the app, presses Play and closes mid-training. Their training must stop at once, and
 their memory must come back. Driven over Streamlit's own websocket protocol (bench/wsclient.py),
-so no browser is needed."""
+so no browser is needed.
+
+Streamlit keeps a closed tab's session for server.disconnectedSessionTTL (in case it
+reconnects), and drops expired ones only when its session store is next written to, which
+the next tab that closes does. The server runs with a census of live bnviz sessions
+(tests/census_server.py) so the test can see them go."""
 
 import asyncio
 import os
 import re
+import subprocess
+import sys
 import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 from conftest import TALLY
-from test_browser import start_server
+from test_browser import ROOT, _free_port
 
 from bench.wsclient import StreamlitClient
 
@@ -68,9 +77,40 @@ async def _round(url: str, sessions: int, play_seconds: float) -> list[int]:
     return await asyncio.gather(*(_visit(url, play_seconds) for _ in range(sessions)))
 
 
+def _start(census: Path) -> tuple[str, subprocess.Popen]:
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "census_server.py"), str(census), "run", "app.py",
+         "--server.headless", "true", "--server.port", str(port), "--server.address",
+         "127.0.0.1", "--server.disconnectedSessionTTL", str(TTL)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+            return url, server
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, "no server"
+            time.sleep(0.3)
+
+
+def _alive(census: Path) -> int:
+    """How many bnviz sessions the server holds now (tests/census_server.py counts them)."""
+    census.unlink(missing_ok=True)
+    census.with_name(census.name + ".request").touch()
+    deadline = time.monotonic() + 30
+    while not census.exists() or not census.read_text():
+        assert time.monotonic() < deadline, "no census"
+        time.sleep(0.1)
+    return int(census.read_text())
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
-def test_closed_tabs_stop_training_and_give_their_memory_back():
-    url, server = start_server("--server.disconnectedSessionTTL", str(TTL))
+def test_closed_tabs_stop_training_and_give_their_memory_back(tmp_path):
+    census = tmp_path / "census"
+    url, server = _start(census)
     try:
         asyncio.run(_round(url, 2, 2.0))  # warm up: imports, the opening, first allocations
         time.sleep(TTL + 1)
@@ -82,10 +122,13 @@ def test_closed_tabs_stop_training_and_give_their_memory_back():
             assert max(trained) > 0, trained  # Play did start training (two threads' worth)
             time.sleep(TTL + 1)
             after.append(_settle(server.pid, timeout=5))  # idle at once: no closed tab trains on
-        growth = max(after) - before
-        # A session that stayed would keep its run and models: about 3 MB each, 30 in all,
-        # plus what each trained. Allocator noise is well under the bound.
-        assert growth < 40, f"RSS {before:.0f} MB before, {after} after"
+        asyncio.run(_round(url, 1, 0.5))  # one more tab closes: the expired sessions go
+        time.sleep(TTL + 1)
+        assert _alive(census) <= 1  # of 33 sessions, at most that last one is held
+        final = _settle(server.pid, timeout=5)
+        # Each session that stayed would hold its run and two models (about 3 MB); what is
+        # left is the allocator's noise.
+        assert final - before < 60, f"RSS {before:.0f} MB before, {after} then {final:.0f} after"
     finally:
         server.terminate()
         server.wait(timeout=20)
