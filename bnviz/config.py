@@ -14,6 +14,7 @@ PLACEMENTS = ("before", "after")
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 OPTIMIZERS = ("sgd", "adam")
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3}
+LIVE_FIELDS = ("batch_size", "eps", "momentum", "lr")  # may change mid-run, see Trainer.set
 
 # Resource caps: one session must not be able to exhaust a shared host.
 MAX_STEPS = 20_000
@@ -21,12 +22,13 @@ MAX_BATCH_SIZE = 1024
 MAX_WIDTH = 256
 MAX_DEPTH = 6  # 28 or 32 pixels halve to 1x1 in six blocks
 # Images x channels of the first block, whose full-resolution activations dominate a step's
-# memory and time: at this cap one step of a network and its twin peaks near 320 MB above the
-# server's base and takes about half a second here (batch 512 at width 16); the default is 1,024.
+# memory and time: at this cap one step of a network and its twin peaks near 310-340 MB above
+# the server's base and takes under a second here; the default (64 x 16) is 1,024 and peaks near
+# 60 MB (python -m bench.bench_caps).
 MAX_BATCH_X_WIDTH = 8192
 # Steps x channels of all blocks: the run record keeps six statistics of every channel at every
-# step (float32), so this bounds a record at about 36 MB per network. The default (300 steps,
-# 112 channels) is 33,600; 5,000 steps of the default network are 560,000.
+# step (float32), so this bounds a record at about 38 MB per network (bench/bench_caps.py). The
+# default (300 steps, 112 channels) is 33,600; 5,000 steps of the default network are 560,000.
 MAX_STEPS_X_CHANNELS = 1_500_000
 
 

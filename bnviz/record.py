@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import FIELDS, MAX_DEPTH, TrainConfig, is_int, quote
+from .config import FIELDS, LIVE_FIELDS, MAX_DEPTH, TrainConfig, is_int, quote
 
 FORMAT = "bnviz-run"
 VERSION = 1
@@ -27,8 +27,9 @@ _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 # Limits of a file to load. The app's uploads are capped at MAX_FILE_MB (as Streamlit's
 # server.maxUploadSize): parsing JSON takes several times its size in memory, on a server that
 # every viewer shares. The default run (300 steps) is about 3 MB and 1,000 steps of it about
-# 9.5 MB; larger runs (up to about 100 MB at the engine's steps x channels cap, mostly per-step
-# statistics at about 68 bytes per step and channel) load in Python: Run.load has no size cap.
+# 9.1 MB; larger runs (up to about 106 MB at the engine's steps x channels cap, mostly per-step
+# statistics at about 70 bytes per step and channel: python -m bench.bench_caps) load in Python,
+# with Run.load, which has no size cap.
 MAX_FILE_MB = 10  # MiB
 MAX_INT_DIGITS = 15  # the format's integers (steps, counts, seeds) are far shorter
 MAX_COUNT = 2**31 - 1  # histogram counts are int32 when recorded
@@ -315,16 +316,16 @@ class Run:
     @classmethod
     def load(cls, path: str | Path) -> Run:
         """Read a run saved with save(), of any size; only JSON is ever parsed."""
-        return cls.from_json(Path(path).read_bytes(), max_mb=None)
+        return cls.from_json(Path(path).read_bytes(), max_mb=math.inf)
 
     @classmethod
-    def from_json(cls, data: bytes | str, max_mb: float | None = -1) -> Run:
+    def from_json(cls, data: bytes | str, max_mb: float | None = None) -> Run:
         """Parse a saved run: UTF-8 strict JSON of at most `max_mb` MiB (by default
-        MAX_FILE_MB, the upload cap; None: no cap). Anything else (a pickle, an archive, NaN
-        literals, numbers out of range, nesting deeper than the format's) raises ValueError;
-        nothing in the data is ever executed or decompressed."""
-        cap = MAX_FILE_MB if max_mb == -1 else max_mb
-        if cap is not None and len(data) > cap * 2**20:
+        MAX_FILE_MB, the upload cap). Anything else (a pickle, an archive, NaN literals,
+        numbers out of range, nesting deeper than the format's) raises ValueError; nothing in
+        the data is ever executed or decompressed."""
+        cap = MAX_FILE_MB if max_mb is None else max_mb
+        if len(data) > cap * 2**20:
             size = len(data) / 2**20
             raise _invalid(f"{size:.1f} MB is over the {cap:g} MB limit of a saved run")
         if isinstance(data, bytes):
@@ -639,8 +640,6 @@ def _changes(changes, config: TrainConfig, n: int) -> list[dict]:
     """Mid-run changes, each checked as Trainer.set checks it: a live field and a valid value,
     in order of step (1 to n + 1: a change applies from the next step), and the value it
     replaced is the one in force."""
-    from .trainer import LIVE_FIELDS  # imported here: the trainer imports this module
-
     if not isinstance(changes, list) or len(changes) > MAX_CHANGES:
         raise _invalid(f"changes must be a list of at most {MAX_CHANGES}")
     in_force = {name: getattr(config, name) for name in LIVE_FIELDS}

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import datasets, optim
-from .config import TrainConfig
+from .config import LIVE_FIELDS, TrainConfig
 from .datasets import Dataset
 from .model import block_sides, build_model
 from .record import HIST_KINDS, MAX_MESSAGE, MAX_SNAPSHOTS, LayerInfo, Run
@@ -29,7 +29,6 @@ EVAL_SIZE = 500  # held-out images used for test accuracy
 EVAL_CHUNK = 100  # evaluated this many at a time (eval mode: each image on its own anyway)
 MIN_SNAPSHOT_EVERY = 5  # histograms cost time: at most one snapshot every 5 steps by default
 MIN_EVAL_EVERY = 25
-LIVE_FIELDS = ("batch_size", "eps", "momentum", "lr")  # may change mid-run, see Trainer.set
 EXPLODED = 100.0  # a loss this many times the first step's loss counts as diverged
 PERCENTILES = (15.0, 50.0, 85.0)
 # Histograms, layer percentiles and saturation use the batch's first 8 images: at least 8 x 16

@@ -11,9 +11,9 @@ from collections import deque
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 
-from ..config import TrainConfig
+from ..config import LIVE_FIELDS, TrainConfig
 from ..record import Run
-from ..trainer import LIVE_FIELDS, Lockstep, Trainer
+from ..trainer import Lockstep, Trainer
 
 log = logging.getLogger(__name__)
 NO_TWIN = "off"
