@@ -19,8 +19,11 @@ def render(session: Frame) -> None:
     if not steps:
         st.info("No snapshot yet: press Step or Play.")
         return
-    step = pick_step(steps, "snapshot", "Replay a recorded step", cols[2])
+    step, pinned = pick_step(steps, "snapshot", "Replay a recorded step", cols[2])
     index = steps.index(step)
+    if not pinned and step != run.num_steps:
+        every = f" (one every {steps[-1] - steps[-2]} steps)" if len(steps) > 1 else ""
+        st.caption(f"Step {step} is the newest snapshot{every}; the run is at {run.num_steps}.")
     chart(
         figures.histogram_figure(run, layer, index, None if channel == ALL_CHANNELS else channel),
         "histograms",

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
 import plotly.graph_objects as go
 import streamlit as st
 
 from ...record import Run
 
 ALL_CHANNELS = "all"
+# A browser busy redrawing can send back a scrubber position it was shown this long ago.
+ECHO_SECONDS = 5.0
 
 
 def chart(figure: go.Figure, key: str) -> None:
@@ -47,15 +54,67 @@ def pick_channel(
     )
 
 
-def pick_step(steps: list[int], key: str, label: str, where=st) -> int:
-    """A step scrubber over `steps`. Left at the latest step, it follows training; moved back,
-    it stays where it was put."""
-    latest_key = f"{key}:latest"
-    value = st.session_state.get(key)
-    if value not in steps or value == st.session_state.get(latest_key):
-        st.session_state[key] = steps[-1]
-    st.session_state[latest_key] = steps[-1]
+@dataclass
+class _Scrubber:
+    """Where one step scrubber stands: following the newest step (pinned None) or pinned to
+    a step the user chose. `shown` holds the steps it was moved to while following, with when:
+    a browser busy redrawing can send one of them back after the page has moved on, and that
+    echo must not read as the user dragging the scrubber back."""
+
+    pinned: int | None = None
+    shown: deque = field(default_factory=lambda: deque(maxlen=64))
+    back_to_live: bool = False
+
+    def echo(self, step: int) -> bool:
+        now = time.monotonic()
+        return any(s == step and now - t < ECHO_SECONDS for t, s in self.shown)
+
+    def follow(self, step: int) -> None:
+        self.pinned = None
+        if not self.shown or self.shown[-1][1] != step:
+            self.shown.append((time.monotonic(), step))
+
+
+def _back_to_live(state: _Scrubber) -> None:
+    state.back_to_live = True
+
+
+def pick_step(steps: Sequence[int], key: str, label: str, where=st) -> tuple[int, bool]:
+    """A step scrubber over `steps` (a range is drawn as a plain slider, anything else as a
+    slider over its values). It follows the newest step while the run trains; dragged to an
+    earlier step it is pinned there, through Play and Pause, until "Back to live" or until it
+    is dragged to the newest step. Returns the step and whether it is pinned."""
+    state = st.session_state.setdefault(f"{key}:scrubber", _Scrubber())
+    latest, sent = steps[-1], st.session_state.get(key)
+    if state.back_to_live:
+        if state.pinned is not None:  # the browser may still send it once: not a new pin
+            state.shown.append((time.monotonic(), state.pinned))
+        state.pinned, state.back_to_live = None, False
+    elif sent is not None and sent != latest and sent != state.pinned and not state.echo(sent):
+        state.pinned = sent  # the user moved the scrubber
+    elif sent == latest:
+        state.pinned = None
+    if state.pinned is not None:
+        # the record may have thinned out the pinned step: keep the nearest earlier one
+        state.pinned = max((s for s in steps if s <= state.pinned), default=steps[0])
+        step = state.pinned
+    else:
+        state.follow(latest)
+        step = latest
+    st.session_state[key] = step
     if len(steps) == 1:
-        where.caption(f"{label}: {steps[0]} (only one recorded so far)")
-        return steps[0]
-    return where.select_slider(label, steps, key=key)
+        where.caption(f"{label}: {step} (only one recorded so far)")
+    elif isinstance(steps, range):
+        where.slider(label, steps.start, latest, key=key)
+    else:
+        where.select_slider(label, list(steps), key=key)
+    if state.pinned is not None:
+        where.button(
+            f"Pinned at step {step}: back to live",
+            key=f"{key}:live",
+            icon=":material/fast_forward:",
+            on_click=_back_to_live,
+            args=(state,),
+            help=f"Follow the newest step ({latest}) again.",
+        )
+    return step, state.pinned is not None

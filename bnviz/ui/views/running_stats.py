@@ -40,7 +40,8 @@ def render(session: Frame) -> None:
     if not run.num_steps:
         st.info("No steps yet: press Step or Play.")
         return
-    step = pick_step(run.steps.tolist(), "rs_step", "Step for the numbers below", cols[2])
+    steps = range(1, run.num_steps + 1)
+    step, _ = pick_step(steps, "rs_step", "Step for the numbers below", cols[2])
     index = step - 1
     chart(figures.running_stats_figure(run, layer, channel), "running_stats")
     info = run.layers[layer]

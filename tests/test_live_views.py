@@ -1,0 +1,91 @@
+"""Views follow the live run: every step scrubber and "at step N" readout moves with the newest
+recorded step, a scrubber the user drags back stays pinned until "back to live", and a busy
+browser sending back a step it was shown earlier does not pin it (AppTest; test_browser.py
+checks the same in Chromium while the run plays)."""
+
+import json
+
+from conftest import open_app
+
+from bnviz.ui.page import STEP_CHUNK
+
+
+def _open(view: str):
+    at = open_app()
+    at.session_state["view"] = view
+    at.run()
+    return at
+
+
+def _step(at):
+    at.button(key="step").click().run()
+    assert not at.exception, at.exception
+    return at.session_state["session"].run
+
+
+def _histogram_title(at) -> str:
+    chart = next(c for c in at.get("plotly_chart") if c.key == "histograms")
+    return json.loads(chart.proto.spec)["layout"]["title"]["text"]
+
+
+def _text(at) -> str:
+    return " ".join(e.value for e in [*at.markdown, *at.caption])
+
+
+def test_activations_scrubber_and_histogram_follow_the_newest_snapshot():
+    at = _open("Activations")
+    run = at.session_state["session"].run
+    assert at.select_slider(key="snapshot").value == run.snapshots[0].steps[-1]
+    for _ in range(2):
+        run = _step(at)
+        newest = run.snapshots[0].steps[-1]
+        assert at.select_slider(key="snapshot").value == newest
+        assert f"values at step {newest}" in _histogram_title(at)
+        if newest != run.num_steps:  # the snapshot is older than the run: said so
+            assert f"Step {newest} is the newest snapshot" in _text(at)
+            assert f"the run is at {run.num_steps}" in _text(at)
+
+
+def test_running_statistics_update_formula_follows_the_newest_step():
+    at = _open("Running statistics")
+    for _ in range(2):
+        run = _step(at)
+        assert at.slider(key="rs_step").value == run.num_steps
+        assert f"The update at step {run.num_steps}" in _text(at)
+
+
+def test_a_dragged_scrubber_stays_pinned_through_steps_play_and_pause_until_back_to_live():
+    at = _open("Activations")
+    first = at.session_state["session"].run.snapshots[0].steps[0]
+    at.select_slider(key="snapshot").set_value(first).run()
+    assert at.button(key="snapshot:live").label.startswith(f"Pinned at step {first}")
+    run = _step(at)
+    assert run.snapshots[0].steps[-1] > first
+    assert at.select_slider(key="snapshot").value == first
+    assert f"values at step {first}" in _histogram_title(at)
+    at.button(key="play").click().run()
+    at.button(key="pause").click().run()
+    assert at.select_slider(key="snapshot").value == first, "Pause kept the pinned step"
+    at.button(key="snapshot:live").click().run()
+    newest = at.session_state["session"].run.snapshots[0].steps[-1]
+    assert at.select_slider(key="snapshot").value == newest
+    assert not [b for b in at.button if b.key == "snapshot:live"]
+    run = _step(at)
+    assert at.select_slider(key="snapshot").value == run.snapshots[0].steps[-1] > newest
+
+
+def test_a_step_the_browser_was_shown_while_following_does_not_pin_the_scrubber():
+    at = _open("Running statistics")
+    shown = at.session_state["session"].run.num_steps
+    run = _step(at)
+    assert run.num_steps == shown + STEP_CHUNK
+    # a busy browser sends back the step it was shown before the last redraw
+    at.slider(key="rs_step").set_value(shown).run()
+    assert at.slider(key="rs_step").value == run.num_steps
+    assert not [b for b in at.button if b.key == "rs_step:live"]
+    # a step it was never moved to is the user's choice
+    at.slider(key="rs_step").set_value(3).run()
+    assert at.slider(key="rs_step").value == 3
+    assert "The update at step 3" in _text(at)
+    _step(at)
+    assert at.slider(key="rs_step").value == 3
