@@ -48,6 +48,7 @@ SUBTITLE_CHARS = 78  # per subtitle line
 SUBTITLE_LINES = 2  # room kept for at least this many, so charts side by side line up
 LEGEND_WIDTH = 420  # px a legend row may take (the plot width of a half-width chart)
 CHAR_PX, LEGEND_SYMBOL_PX, LEGEND_ROW, LEGEND_GAP = 6.0, 45, 22, 8  # legend size estimates
+TICK_CHAR_PX, Y_TITLE_PX = 7.5, 26  # a tick label's character; a y axis title and its gap
 STEP_AXIS = "step (optimizer steps)"
 NEUTRAL = "#8C8C8C"  # references, change markers, the head layer
 ALERT = "#E41A1C"  # divergence, eps-dominated channels
@@ -413,6 +414,35 @@ def _log_ticks(fig: _Spec | go.Figure) -> dict:
     return dict(type="log", dtick=dtick, exponentformat="power")
 
 
+def _tick_chars(fig: _Spec) -> int:
+    """About how many characters the longest y tick label takes: plotly's ticks are about a
+    sixth of the range apart, written with the decimals that step needs; a log axis writes
+    powers of ten (10⁻³)."""
+    longest = 2
+    for n in fig.cells():
+        axis = fig.layout[f"yaxis{n}"]
+        if axis.get("type") == "log":
+            longest = max(longest, 5)
+            continue
+        ref = f"y{n}" if n else "y"
+        ys = [
+            np.asarray(t["y"], np.float64).ravel()
+            for t in fig.data
+            if t.get("yaxis", "y") == ref and t.get("y") is not None and t.get("type") != "bar"
+        ]
+        ys += [np.asarray(axis["range"], np.float64)] if "range" in axis else []
+        y = np.concatenate(ys) if ys else np.zeros(1)
+        y = y[np.isfinite(y)]
+        if not len(y):
+            continue
+        lo, hi = float(y.min()), float(y.max())
+        step = (hi - lo) / 6 or abs(hi) / 6 or 1.0
+        decimals = max(0, -math.floor(math.log10(step)))
+        chars = max(len(f"{v:.{decimals}f}") for v in (lo, hi))
+        longest = max(longest, min(chars, 9))  # past that plotly writes 1.2e−5 or 12M
+    return longest
+
+
 def _finish(
     fig: _Spec,
     title: str,
@@ -427,12 +457,16 @@ def _finish(
 ) -> go.Figure:
     """Short title with the details in a wrapped subtitle, axis titles, the legend under the
     plot, projector-sized fonts, and a height that keeps `plot_height` px for the plot; then
-    the go.Figure."""
+    the go.Figure. Margins are set here rather than by plotly's automargin, which draws a
+    chart twice whenever its tick labels change width: every refresh, while a run plays."""
     subtitle = _wrap(note) if note else ""
     top = TITLE_PX + SUBTITLE_LINE_PX * max(SUBTITLE_LINES, subtitle.count("<br>") + 1)
     top += PANEL_TITLE_PX if panel_titles else 0
     titled = any(axis.get("title", {}).get("text") for axis in fig.axes("x"))
-    bottom = AXIS_PX if x_title or titled else TICKS_PX
+    bottom = (AXIS_PX if x_title or titled else TICKS_PX) + _legend(fig)
+    if log_y:
+        fig.update_axes("y", **_log_ticks(fig))
+    left = 12 + TICK_CHAR_PX * _tick_chars(fig) + (Y_TITLE_PX if y_title else 0)
     fig.update(
         title=dict(
             text=title,
@@ -443,18 +477,17 @@ def _finish(
             yref="container",
             yanchor="top",
             pad=dict(t=8),
-            automargin=True,
             font=dict(size=TITLE_SIZE),
             subtitle=dict(text=subtitle, font=dict(size=SUBTITLE_SIZE)),
         ),
-        height=plot_height + top + bottom + _legend(fig),
-        margin=dict(l=10, r=10, t=top, b=10),
+        height=plot_height + top + bottom,
+        margin=dict(l=left, r=16, t=top, b=bottom),
         hoverlabel=dict(font=dict(size=HOVER_SIZE)),
         bargap=0,
     )
     fig.update_axes(
         "xy",
-        automargin=True,
+        automargin=False,
         title=dict(font=dict(size=AXIS_TITLE_SIZE)),
         tickfont=dict(size=TICK_SIZE),
     )
@@ -463,8 +496,6 @@ def _finish(
     titles = [y_title] * rows if isinstance(y_title, str) else (y_title or [])
     for row, text in enumerate(titles, 1):
         fig.update_axes("y", row=row, col=1, title=dict(text=text))
-    if log_y:
-        fig.update_axes("y", **_log_ticks(fig))
     return fig.figure()
 
 

@@ -149,9 +149,23 @@ def test_layout_reads_on_a_projector_and_leaves_the_theme_alone(twins, name):
     assert layout.showlegend == (len(entries) >= 2)
     groups = Counter(t.legendgroup for t in entries if t.legendgroup)
     rows = max(groups.values(), default=1) if layout.showlegend else 0
-    room = layout.height - layout.margin.t - F.AXIS_PX - rows * F.LEGEND_ROW
-    assert room >= F.PLOT_HEIGHT
-    assert (layout.margin.l, layout.margin.r, layout.margin.b) == (10, 10, 10)  # plotly grows them
+    assert layout.height - layout.margin.t - layout.margin.b >= F.PLOT_HEIGHT
+    assert layout.margin.b >= F.TICKS_PX + rows * F.LEGEND_ROW
+    # margins are set here: plotly's automargin draws a chart twice whenever its tick labels
+    # change width, which is every refresh while a run plays
+    assert all(a.automargin is False for a in axes) and not layout.title.automargin
+
+
+@pytest.mark.parametrize(
+    "values, chars",  # plotly writes 1.0, 0.0015, −0.002, 12345 (or 12k), 1.0
+    [([0.0, 1.0], 3), ([0.0, 0.002], 6), ([-0.0031, 0.0042], 6), ([0, 12345.0], 5), ([1, 1], 3)],
+)
+def test_the_left_margin_makes_room_for_the_longest_tick_label(values, chars):
+    spec = F._Spec()
+    spec.add(dict(type="scatter", x=[0, 1], y=values))
+    assert F._tick_chars(spec) == chars
+    wide = F._finish(spec, "t", y_title="y").layout.margin.l
+    assert wide >= F.TICK_CHAR_PX * chars + F.Y_TITLE_PX
 
 
 def test_the_figure_grows_with_its_legend_and_charts_side_by_side_line_up(twins):
