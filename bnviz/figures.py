@@ -309,14 +309,14 @@ def _line(
         first = not any(t.get("legendgroup") == PARENT_NAME for t in fig.data)
         hover_name = f"{hover_name or name} · {PARENT_NAME}"
         name, color = PARENT_NAME, NEUTRAL
-        scatter |= dict(legendgroup=PARENT_NAME, showlegend=first, opacity=0.8)
+        line = dict(color=color, dash=dash, width=LINE_WIDTH / 2)
+        scatter |= dict(legendgroup=PARENT_NAME, showlegend=first, opacity=0.8, line=line)
     hover = hovertemplate or (
         f"<b>{hover_name or name}</b><br>step %{{x}}<br>{what}: %{{y:.4g}}{unit}<extra></extra>"
     )
     if scatter.get("hoverinfo") == "skip":
         hover = None
-    width = LINE_WIDTH if dash != PARENT_DASH else LINE_WIDTH / 2
-    style = {"mode": "lines", "line": dict(color=color, dash=dash, width=width), **scatter}
+    style = {"mode": "lines", "line": dict(color=color, dash=dash, width=LINE_WIDTH), **scatter}
     trace = _trace(
         "scatter",
         x=np.asarray(x)[idx],
@@ -747,30 +747,31 @@ def percentile_figure(
         snaps = r.snapshots[layer]
         p = np.asarray(getattr(snaps, f"{which}_percentiles"), dtype=np.float32).reshape(-1, 3)
         alpha, edge = (0.22, 0) if dash == MAIN_DASH else (0.1, 1.5)
-        band = dict(line=dict(color=color, width=edge, dash="dot"), legendgroup=label)
-        _line(
-            fig,
-            snaps.steps,
-            p[:, 0],
-            "15th",
-            color,
-            what="15th percentile",
-            showlegend=False,
-            hoverinfo="skip",
-            **band,
-        )
-        _line(
-            fig,
-            snaps.steps,
-            p[:, 2],
-            f"15th–85th percentile · {label}",
-            color,
-            what="85th percentile",
-            fill="tonexty",
-            fillcolor=_rgba(color, alpha),
-            hoverinfo="skip",
-            **band,
-        )
+        if dash != PARENT_DASH:  # the run before a branch: its median only
+            band = dict(line=dict(color=color, width=edge, dash="dot"), legendgroup=label)
+            _line(
+                fig,
+                snaps.steps,
+                p[:, 0],
+                "15th",
+                color,
+                what="15th percentile",
+                showlegend=False,
+                hoverinfo="skip",
+                **band,
+            )
+            _line(
+                fig,
+                snaps.steps,
+                p[:, 2],
+                f"15th–85th percentile · {label}",
+                color,
+                what="85th percentile",
+                fill="tonexty",
+                fillcolor=_rgba(color, alpha),
+                hoverinfo="skip",
+                **band,
+            )
         hover = (
             f"<b>median · {label}</b><br>step %{{x}}<br>85th: %{{customdata[1]:.4g}}"
             "<br>50th: %{y:.4g}<br>15th: %{customdata[0]:.4g}<extra></extra>"
