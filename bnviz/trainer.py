@@ -551,16 +551,16 @@ class Lockstep:
         return all(t.finished for t in self.trainers)
 
     def step(self, n: int = 1) -> list[Run]:
-        """Advance every unfinished trainer by up to n steps, one step each in turn. When one
-        fails or diverges, stepping stops there, so the trainers after it stay at the step it
-        went back to, ready to resume together (see resume)."""
+        """Advance every unfinished trainer by up to n steps, one step each in turn, the first
+        one leading: the others never go past its step. So a twin that diverges does not hold
+        up the first, and when the first fails or diverges (its step undone, see
+        Trainer._undo_step) the others wait at its step, ready to resume together."""
+        lead = self.trainers[0]
         for _ in range(n):
-            for trainer in self.trainers:
-                if trainer.finished:
-                    continue
-                trainer.step(1)
-                if trainer.run.status in ("failed", "diverged"):
-                    return self.runs
+            lead.step(1)
+            for trainer in self.trainers[1:]:
+                if trainer.steps_done < lead.steps_done:
+                    trainer.step(1)
         return self.runs
 
     def resume(self, extra_steps: int = 0) -> None:

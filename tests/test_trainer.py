@@ -419,3 +419,12 @@ def test_a_failed_step_changes_nothing_and_the_run_goes_on_in_lockstep(failing, 
     np.testing.assert_array_equal(
         main.layer_stat(0, "running_var"), ref.layer_stat(0, "running_var")
     )
+
+
+def test_lockstep_follows_the_first_trainer_when_another_one_diverges():
+    """The twin diverging does not hold up the main run; the main run failing holds the twin
+    at its step, so that both can resume together."""
+    main = TrainConfig(**{**SMALL, "lr": 30.0, "steps": 12})
+    lock = Lockstep([main, main.replace(norm="none")])
+    lock.step(12)
+    assert lock.runs[1].status == "diverged" and lock.runs[0].num_steps == 12
