@@ -1,7 +1,8 @@
 """Plotly figures of a run record (bnviz.Run): pure functions from recorded numbers to a
 go.Figure, with no training and no Streamlit. Every block has one colour everywhere
-(LAYER_COLORS), the main run is drawn solid and its twin dashed, mid-run changes and divergence
-are marked on every time axis, and long per-step series are strided to at most MAX_POINTS points
+(LAYER_COLORS), the main run is drawn solid and its twin dashed (and the run it branched from,
+run.parent, grey and dotted), mid-run changes, branches and divergence are marked on every time
+axis, and long per-step series are strided to at most MAX_POINTS points
 per trace so the figure sent to the browser on every refresh stays small. No template or
 background colour is set: the app's light or dark theme applies, and every colour here keeps a
 contrast of at least 3:1 on both white and Streamlit's dark background. For a projector, every
@@ -32,6 +33,10 @@ from .trainer import HIST_IMAGES
 LAYER_COLORS: tuple[str, ...] = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#BF8A00", "#2E8BC0")
 MAIN_DASH = "solid"
 TWIN_DASH = "dash"
+# The run before a branch (run.parent) is drawn grey and dotted over the branch, which shares
+# its steps up to the branch point: what follows is the branch's own.
+PARENT_DASH = "dot"
+PARENT_NAME = "before the branch"
 LINE_WIDTH = 2.5  # px, thick enough for the back of a classroom
 MAX_POINTS = 600  # per trace, for per-step series
 AFFINE_POINTS = 12_000  # all gamma and beta traces of a block together
@@ -131,10 +136,13 @@ def _describe(run: Run, other: Run | None) -> str:
 
 
 def _members(run: Run, twin: Run | None) -> list[tuple[Run, str, str]]:
-    """(run, label, dash) for the main run and, if given, the twin."""
+    """(run, label, dash) for the main run, the twin if given, and the run the main one
+    branched from if any (see _line for how it is drawn)."""
     members = [(run, f"{_describe(run, twin)} (main)", MAIN_DASH)]
     if twin is not None:
         members.append((twin, f"{_describe(twin, run)} (twin)", TWIN_DASH))
+    if run.parent is not None:
+        members.append((run.parent, PARENT_NAME, PARENT_DASH))
     return members
 
 
@@ -294,8 +302,16 @@ def _line(
     hovertemplate: str | None = None,
     **scatter,
 ) -> None:
-    """Add one time series (strided to `cap` points) with a hover naming the run and step."""
+    """Add one time series (strided to `cap` points) with a hover naming the run and step.
+    A series of the run before a branch (PARENT_DASH) is drawn grey, thin and dotted, with
+    one legend entry per figure."""
     idx = _stride(len(x), cap)
+    if dash == PARENT_DASH:
+        first = not any(t.get("legendgroup") == PARENT_NAME for t in fig.data)
+        hover_name = f"{hover_name or name} · {PARENT_NAME}"
+        name, color = PARENT_NAME, NEUTRAL
+        line = dict(color=color, dash=dash, width=LINE_WIDTH / 2)
+        scatter |= dict(legendgroup=PARENT_NAME, showlegend=first, opacity=0.8, line=line)
     hover = hovertemplate or (
         f"<b>{hover_name or name}</b><br>step %{{x}}<br>{what}: %{{y:.4g}}{unit}<extra></extra>"
     )
@@ -314,8 +330,21 @@ def _line(
     fig.add(trace, row, col)
 
 
+def _branch_points(run: Run) -> dict[int, str]:
+    """Where run and the runs it branched from each went on as a branch: step -> how the run
+    before ended there ('' when it was still running or had completed its steps)."""
+    points, parent = {}, run.parent
+    while parent is not None:
+        ended = {"failed": "failed", "diverged": "diverged"}.get(parent.status, "")
+        points[parent.num_steps + 1] = ended
+        parent = parent.parent
+    return points
+
+
 def _mark_events(fig: _Spec, run: Run, twin: Run | None = None) -> None:
-    """Dotted lines at mid-run changes (one label per step) and a red line where a run diverged."""
+    """Dotted lines at mid-run changes (one label per step), at branch points (where the run
+    went on from with Continue or Fork, saying how the run before ended there) and a red line
+    where a run diverged."""
     labels: dict[int, list[str]] = {}
     for r in (run, twin):
         for change in r.changes if r is not None else []:
@@ -325,9 +354,18 @@ def _mark_events(fig: _Spec, run: Run, twin: Run | None = None) -> None:
             )
             if text not in labels.setdefault(change["step"], []):
                 labels[change["step"]].append(text)
-    marks = [(step, ", ".join(texts), NEUTRAL, "dot") for step, texts in sorted(labels.items())]
+    branches = _branch_points(run)
+    marks = []
+    for step in sorted(labels.keys() | branches.keys()):
+        text = ", ".join(labels.get(step, []))
+        if step in branches:
+            text = f"branch: {text}" if text else "continued"
+            if branches[step]:
+                text = f"{branches[step]}; {text}"
+        color = ALERT if branches.get(step) else NEUTRAL
+        marks.append((step, text, color, "dot"))
     for r, label, dash in _members(run, twin):
-        if r.status == "diverged" and r.diverged_step is not None:
+        if r.status == "diverged" and r.diverged_step is not None and dash != PARENT_DASH:
             text = "diverged" if twin is None else f"{label} diverged"
             marks.append((r.diverged_step, text, ALERT, dash))
     for k, (step, text, color, dash) in enumerate(marks):
@@ -740,30 +778,31 @@ def percentile_figure(
         snaps = r.snapshots[layer]
         p = np.asarray(getattr(snaps, f"{which}_percentiles"), dtype=np.float32).reshape(-1, 3)
         alpha, edge = (0.22, 0) if dash == MAIN_DASH else (0.1, 1.5)
-        band = dict(line=dict(color=color, width=edge, dash="dot"), legendgroup=label)
-        _line(
-            fig,
-            snaps.steps,
-            p[:, 0],
-            "15th",
-            color,
-            what="15th percentile",
-            showlegend=False,
-            hoverinfo="skip",
-            **band,
-        )
-        _line(
-            fig,
-            snaps.steps,
-            p[:, 2],
-            f"15th–85th percentile · {label}",
-            color,
-            what="85th percentile",
-            fill="tonexty",
-            fillcolor=_rgba(color, alpha),
-            hoverinfo="skip",
-            **band,
-        )
+        if dash != PARENT_DASH:  # the run before a branch: its median only
+            band = dict(line=dict(color=color, width=edge, dash="dot"), legendgroup=label)
+            _line(
+                fig,
+                snaps.steps,
+                p[:, 0],
+                "15th",
+                color,
+                what="15th percentile",
+                showlegend=False,
+                hoverinfo="skip",
+                **band,
+            )
+            _line(
+                fig,
+                snaps.steps,
+                p[:, 2],
+                f"15th–85th percentile · {label}",
+                color,
+                what="85th percentile",
+                fill="tonexty",
+                fillcolor=_rgba(color, alpha),
+                hoverinfo="skip",
+                **band,
+            )
         hover = (
             f"<b>median · {label}</b><br>step %{{x}}<br>85th: %{{customdata[1]:.4g}}"
             "<br>50th: %{y:.4g}<br>15th: %{customdata[0]:.4g}<extra></extra>"
@@ -1102,14 +1141,16 @@ def eval_gap_figure(run: Run, twin: Run | None = None) -> go.Figure:
     fig = _Spec()
     skipped, without = 0, []
     members = _members(run, twin)
+    own = [m for m in members if m[2] != PARENT_DASH]  # the run before a branch: no notes
     for r, label, dash in members:
         if not any(info.has_running_stats for info in r.layers):
-            without.append(label)  # eval mode is train mode: a line at 0 would say nothing
+            if dash != PARENT_DASH:
+                without.append(label)  # eval mode is train mode: a line at 0 would say nothing
             continue
         x = np.asarray(r.eval_steps)
         gap = (np.asarray(r.acc_batch_stats, np.float64) - np.asarray(r.acc_running_stats)) * 100
         ok = np.isfinite(gap)
-        skipped += int((~ok).sum())
+        skipped += int((~ok).sum()) if dash != PARENT_DASH else 0
         if ok.any():
             color = METRIC_COLORS["batch"]
             _line(
@@ -1126,7 +1167,7 @@ def eval_gap_figure(run: Run, twin: Run | None = None) -> go.Figure:
             )
     fig.hline(0, dict(color=NEUTRAL, width=1.5))
     if not fig.data:
-        _no_data(fig, "no running statistics, so no gap" if len(without) == len(members) else None)
+        _no_data(fig, "no running statistics, so no gap" if len(without) == len(own) else None)
     _mark_events(fig, run, twin)
     note = (
         "test accuracy with batch statistics minus with running statistics; positive: the batch "

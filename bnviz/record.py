@@ -164,6 +164,10 @@ class Run:
         self.acc_running_stats: list[float] = []
         self.acc_batch_stats: list[float] = []
         self.changes: list[dict] = []  # mid-run changes: {"step", "field", "old", "new"}
+        # The record as it stood where this run went on as a branch of it (Continue, Fork):
+        # kept in memory to draw under the branch, not saved (the branch's own record holds
+        # every step, and the change that started it).
+        self.parent: Run | None = None
 
     def frozen(self) -> Run:
         """The record as it is now, unchanged by later steps: for drawing while training goes

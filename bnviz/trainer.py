@@ -63,6 +63,7 @@ class _Batches:
         self.order, self.pos = self.rng.permutation(size), 0
 
     def next(self, batch_size: int) -> np.ndarray:
+        self.before = (self.order, self.pos, self.rng.bit_generator.state)  # see rewind()
         if batch_size > self.size:
             raise ValueError(f"batch_size {batch_size} is larger than the data set ({self.size})")
         if self.pos + batch_size > self.size:
@@ -70,6 +71,10 @@ class _Batches:
         idx = self.order[self.pos : self.pos + batch_size]
         self.pos += batch_size
         return idx
+
+    def rewind(self) -> None:
+        """Put the latest batch back: the next one drawn is the same (at the same size)."""
+        self.order, self.pos, self.rng.bit_generator.state = self.before
 
 
 def to_tensor(data: Dataset, images: np.ndarray) -> torch.Tensor:
@@ -255,6 +260,7 @@ class Trainer:
         self._recording = self._snapshot = False
         self.probes = [_Probe(self, i, b) for i, b in enumerate(self.model.blocks)]
         self._first_loss: float | None = None
+        self._buffers: list[torch.Tensor] = []
         self.evaluate()
 
     @property
@@ -313,6 +319,8 @@ class Trainer:
     def _one_step(self):
         config, model = self.config, self.model
         step = self.steps_done + 1
+        # the running statistics as they were: a step that ends the run puts them back
+        self._buffers = [b.clone() for b in model.buffers()]
         idx = self.batches.next(self.batch_size)
         x = to_tensor(self.data, self.data.x_train[idx])
         y = torch.from_numpy(self.data.y_train[idx])
@@ -438,7 +446,31 @@ class Trainer:
     def _end(self, status: str, message: str):
         if status in ("completed", "stopped") and self.run.eval_steps[-1] != self.steps_done:
             self.evaluate()
+        if status in ("failed", "diverged"):
+            self._undo_step()
         self.run.status, self.run.message = status, message[:MAX_MESSAGE]
+
+    def _undo_step(self) -> None:
+        """Undo what the step that failed or diverged did before it stopped: its forward pass
+        updated the running statistics of the blocks it went through, and it drew a batch.
+        (It never reached the optimizer.) The run can then go on from the step before."""
+        with torch.no_grad():
+            for buffer, saved in zip(self.model.buffers(), self._buffers):
+                buffer.copy_(saved)
+        self.batches.rewind()
+        if self.steps_done == 0:
+            self._first_loss = None  # the reference for divergence is the first recorded loss
+
+    def resume(self, extra_steps: int = 0) -> None:
+        """Reopen an ended run (completed, stopped, failed or diverged) to train on, with
+        `extra_steps` more steps in its budget (config.steps grows, within the caps). A failed
+        or diverged step changed nothing (see _undo_step), so the run goes on from the step
+        before it, and the record reads as if it had never ended."""
+        if extra_steps:
+            self.config = self.config.replace(steps=self.config.steps + extra_steps)
+            self.run.config = self.config
+        if self.finished and self.steps_done < self.config.steps:
+            self.run.status, self.run.message, self.run.diverged_step = "running", "", None
 
 
 def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -519,11 +551,25 @@ class Lockstep:
         return all(t.finished for t in self.trainers)
 
     def step(self, n: int = 1) -> list[Run]:
-        """Advance every unfinished trainer by up to n steps, one step each in turn."""
+        """Advance every unfinished trainer by up to n steps, one step each in turn, the first
+        one leading: the others never go past its step. So a twin that diverges does not hold
+        up the first, and when the first fails or diverges (its step undone, see
+        Trainer._undo_step) the others wait at its step, ready to resume together."""
+        lead = self.trainers[0]
         for _ in range(n):
-            for trainer in self.trainers:
-                trainer.step(1)
+            lead.step(1)
+            for trainer in self.trainers[1:]:
+                if trainer.steps_done < lead.steps_done:
+                    trainer.step(1)
         return self.runs
+
+    def resume(self, extra_steps: int = 0) -> None:
+        """Trainer.resume on the first trainer and on every other one still at its step (one
+        that ended earlier stays ended: its curves end there)."""
+        steps = self.trainers[0].steps_done
+        for trainer in self.trainers:
+            if trainer.steps_done == steps:
+                trainer.resume(extra_steps)
 
     def set(self, **changes) -> None:
         """Trainer.set on every member, so they stay in lockstep."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import open_app
 from streamlit.testing.v1 import AppTest
 
 from bnviz import Run, TrainConfig, train
@@ -273,15 +274,88 @@ def test_the_community_cloud_entry_point_runs_the_same_app():
     assert "torch==2.13.0+cpu" in (cloud.parent / "requirements.txt").read_text()
 
 
-def test_status_line_shows_the_settings_in_force_and_finished_runs_say_reset():
+def test_status_line_shows_the_settings_in_force_and_ended_runs_offer_continue():
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params["lr"] = "1000"
     at.query_params["norm"] = "none"
     at.run()
     assert session(at).state == "diverged"
     at.select_slider(key="lr").set_value(0.05).run()
-    assert any("press **Reset**" in i.value for i in at.info)
+    offer = " ".join(i.value for i in at.info)
+    assert "**Continue** goes on from step" in offer and "lr = 0.05" in offer
+    assert "**Reset** starts again" in offer and "grown the weights" in offer
     fresh = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     fresh.select_slider(key="batch_size").set_value(8).run()
     captions = " ".join(c.value for c in fresh.caption)
     assert "batch 8" in captions and "batch 64" not in captions
+
+
+def wait_for_steps(at: AppTest, steps: int) -> None:
+    """Until the worker has trained the session to `steps` (Play trains between script runs)."""
+    deadline = time.monotonic() + 60
+    while session(at).run.num_steps < steps and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert session(at).run.num_steps >= steps
+
+
+def test_continue_trains_a_finished_run_on_with_a_larger_budget():
+    at = open_app(steps="100")
+    session(at).advance(200)
+    at.run()
+    assert session(at).state == "finished" and at.button(key="play").disabled
+    assert at.button(key="continue").label == "Continue +300"
+    at.button(key="continue").click().run()
+    run = session(at).run
+    assert run.config.steps == 400 and run.parent.status == "completed"
+    assert session(at).playing and "of 400" in status_text(at)
+    wait_for_steps(at, 110)
+    at.button(key="pause").click().run()
+    assert session(at).state == "paused" and not at.button(key="play").disabled
+    at.button(key="play").click().run()  # Play trains on too
+    steps = session(at).run.num_steps
+    wait_for_steps(at, steps + 5)
+    at.button(key="pause").click().run()
+    annotations = [a["text"] for a in figure(at, "loss")["layout"]["annotations"]]
+    assert "continued" in annotations  # where the run went on
+    assert Run.from_json(session(at).run.to_json()).num_steps == session(at).run.num_steps
+
+
+def test_continue_and_fork_after_torch_refuses_eps_zero():
+    at = open_app(eps="0")  # bn_impl torch: "eps must be positive" at the first step
+    assert session(at).state == "failed" and session(at).run.num_steps == 0
+    assert any("eps must be positive" in e.value for e in at.error)
+    at.select_slider(key="eps").set_value(1e-5).run()
+    assert session(at).run.changes == []  # nothing applies until Continue
+    assert any("**Continue** goes on from step 1 with eps = 1e-05" in i.value for i in at.info)
+    at.button(key="continue").click().run()
+    wait_for_steps(at, 5)
+    at.button(key="pause").click().run()
+    run = session(at).run
+    assert run.status == "running" and run.changes[0] == {
+        "step": 1,
+        "field": "eps",
+        "old": 0.0,
+        "new": 1e-5,
+    }
+    assert run.parent.status == "failed" and session(at).twin.num_steps == run.num_steps
+    loss = figure(at, "loss")
+    annotations = [a["text"] for a in loss["layout"]["annotations"]]
+    assert "failed; branch: ε 0→1e-05" in annotations
+    assert not any("eps must be positive" in e.value for e in at.error)
+    # Fork the live branch: lr changes from the next step, in the sidebar too
+    forked_at = run.num_steps
+    at.selectbox(key="fork_field").set_value("lr").run()
+    at.select_slider(key="fork_lr").set_value(0.01).run()
+    at.button(key="fork").click().run()
+    run = session(at).run
+    assert run.changes[-1] == {"step": forked_at + 1, "field": "lr", "old": 0.05, "new": 0.01}
+    assert run.parent.num_steps == forked_at and at.select_slider(key="lr").value == 0.01
+    at.button(key="step").click().run()
+    assert session(at).trainer.settings["lr"] == 0.01
+    assert len(session(at).run.changes) == 2  # the sidebar agrees: no change applied twice
+    loss = figure(at, "loss")
+    assert traces(loss, "before the branch")  # the run before the fork, drawn under it
+    assert any(a["text"] == "branch: lr 0.05→0.01" for a in loss["layout"]["annotations"])
+    open_view(at, "Save & replay")
+    saved = Run.from_json(session(at).run.to_json())
+    assert saved.changes == session(at).run.changes and saved.status == "running"

@@ -636,3 +636,37 @@ def test_every_figure_works_for_one_step_and_zero_steps(tiny_runs, name):
         F.momentum_numbers(tiny_runs["0 steps"], 0, 0)
     one = F.momentum_numbers(tiny_runs["1 step"], 0, 0)
     assert one["factor"] == 0.1 and one["running_before"] == 0.0
+
+
+def test_every_per_step_figure_draws_the_run_before_a_branch_and_where_it_starts():
+    trainer = Trainer(TrainConfig(**{**SMALL, "eps": 0.0}))
+    trainer.step(1)  # torch refuses eps 0: the run fails at step 1
+    failed = trainer.run.frozen()
+    trainer.set(eps=1e-5)
+    trainer.resume()
+    trainer.run.parent = failed
+    trainer.step(4)
+    forked = trainer.run.frozen()  # a fork at step 4 of the branch
+    trainer.set(lr=0.01)
+    trainer.run.parent = forked
+    trainer.step(3)
+    run = trainer.run
+    figures = {
+        "loss": F.loss_figure(run),
+        "accuracy": F.accuracy_figure(run),
+        "saturation": F.saturation_figure(run),
+        "grad_norm": F.grad_norm_figure(run),
+        "update_ratio": F.update_ratio_figure(run),
+        "percentiles": F.percentile_figure(run, 0),
+        "running_stats": F.running_stats_figure(run, 0, 0),
+    }
+    for name, fig in figures.items():
+        notes = [a.text for a in fig.layout.annotations]
+        assert "failed; branch: ε 0→1e-05" in notes and "branch: lr 0.05→0.01" in notes, name
+        if name == "running_stats":
+            continue  # a single-run figure: the marks only
+        before = [t for t in fig.data if t.name == F.PARENT_NAME]
+        assert before and sum(bool(t.showlegend) for t in before) == 1, name
+        assert all(t.line.dash == F.PARENT_DASH and max(t.x) <= 4 for t in before), name
+    before = [t for t in figures["loss"].data if t.name == F.PARENT_NAME][0]
+    np.testing.assert_array_equal(before.y, forked.metric("train_loss"))

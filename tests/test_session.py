@@ -3,8 +3,9 @@ import time
 
 from conftest import SMALL
 
-from bnviz import TrainConfig
-from bnviz.ui.session import NO_TWIN, STALE_SECONDS, Session, structural_key
+from bnviz import Run, TrainConfig
+from bnviz.config import MAX_STEPS
+from bnviz.ui.session import CONTINUE_STEPS, NO_TWIN, STALE_SECONDS, Session, structural_key
 
 
 def config(**kw):
@@ -135,3 +136,35 @@ def test_starting_from_an_opening_clones_it():
     assert opening.runs[0].to_json() == before and b.run.num_steps == 3
     b.advance(steps=2)
     assert a.run.to_json() == b.run.to_json()
+
+
+def test_a_diverged_run_goes_on_as_a_branch_and_its_record_stays_valid():
+    session = Session.start(config(norm="none", lr=1e4), NO_TWIN)
+    session.advance(steps=40)
+    diverged_at = session.run.diverged_step
+    assert session.state == "diverged" and session.can_go_on and session.more_steps == 0
+    session.go_on({"lr": 0.01}, play=False)
+    run = session.run
+    assert session.state == "paused" and run.diverged_step is None and run.message == ""
+    assert run.parent.status == "diverged" and run.parent.diverged_step == diverged_at
+    assert run.changes == [{"step": diverged_at, "field": "lr", "old": 1e4, "new": 0.01}]
+    assert Run.from_json(run.to_json()).to_json() == run.to_json()
+    # lr 1e4 grew the weights before the loss showed it: the same step diverges again, as the
+    # page warns, and says so in the record
+    session.advance(steps=1)
+    assert run.status == "diverged" and run.diverged_step == diverged_at
+    assert Run.from_json(run.to_json()).to_json() == run.to_json()
+
+
+def test_continue_adds_steps_only_within_the_caps():
+    assert Session.start(config(steps=40), NO_TWIN).more_steps == 0  # steps left: none added
+    full = Session.start(config(steps=6), NO_TWIN)
+    full.advance(steps=6)
+    assert full.more_steps == CONTINUE_STEPS
+    capped = Session.start(config(steps=MAX_STEPS - 10), NO_TWIN)
+    capped.lock.trainers[0].run.table.rows = MAX_STEPS - 10  # as if every step were taken
+    assert capped.more_steps == 10
+    at_cap = Session.start(config(steps=MAX_STEPS), NO_TWIN)
+    at_cap.lock.trainers[0].run.table.rows = MAX_STEPS
+    at_cap.lock.trainers[0].run.status = "completed"
+    assert at_cap.more_steps == 0 and not at_cap.can_go_on

@@ -372,3 +372,59 @@ def test_a_clone_continues_exactly_like_the_original_and_shares_only_the_data():
     assert a.model is not b.model and a.run is not b.run
     assert all(p is not q for p, q in zip(a.model.parameters(), b.model.parameters()))
     assert b.optimizer.param_groups[0]["params"][0] is next(b.model.parameters())
+
+
+def test_a_completed_run_resumed_with_more_steps_equals_a_longer_run():
+    trainer = Trainer(TrainConfig(**SMALL))
+    trainer.step(SMALL["steps"])
+    trainer.resume(extra_steps=10)
+    assert trainer.run.status == "running" and trainer.run.config.steps == SMALL["steps"] + 10
+    trainer.step(100)
+    longer = train(TrainConfig(**{**SMALL, "steps": SMALL["steps"] + 10}))
+    assert trainer.run.status == "completed" and trainer.run.num_steps == longer.num_steps
+    np.testing.assert_array_equal(trainer.run.metric("train_loss"), longer.metric("train_loss"))
+    assert Run.from_json(trainer.run.to_json()).to_json() == trainer.run.to_json()
+
+
+@pytest.mark.parametrize(
+    "failing, fixed",
+    [
+        (dict(eps=0.0), dict(eps=1e-5)),  # torch refuses eps 0 at the first step
+        (dict(widths=(4,) * 6, batch_size=1), dict(batch_size=2)),  # one value per channel
+    ],
+)
+def test_a_failed_step_changes_nothing_and_the_run_goes_on_in_lockstep(failing, fixed):
+    """The step that failed undoes what it did (running statistics, the batch drawn), so the
+    run resumed with the setting fixed is the run that had that setting from there on."""
+    base = {**SMALL, **failing, "steps": 6}
+    lock = Lockstep([TrainConfig(**base), TrainConfig(**{**base, "norm": "none"})])
+    if "widths" in failing:
+        lock.set(batch_size=2)
+        lock.step(2)
+        lock.set(batch_size=1)
+    lock.step(3)
+    failed_at = lock.runs[0].num_steps
+    assert lock.runs[0].status == "failed" and lock.runs[1].num_steps == failed_at
+    lock.set(**fixed)
+    lock.resume()
+    lock.step(10)
+    config = TrainConfig(**{**base, **fixed})
+    reference = Lockstep([config, config.replace(norm="none")])
+    reference.step(10)
+    for run, ref in zip(lock.runs, reference.runs):
+        assert run.status == "completed" and run.num_steps == ref.num_steps
+        np.testing.assert_array_equal(run.metric("train_loss"), ref.metric("train_loss"))
+        Run.from_json(run.to_json())
+    main, ref = lock.runs[0], reference.runs[0]  # the running statistics too
+    np.testing.assert_array_equal(
+        main.layer_stat(0, "running_var"), ref.layer_stat(0, "running_var")
+    )
+
+
+def test_lockstep_follows_the_first_trainer_when_another_one_diverges():
+    """The twin diverging does not hold up the main run; the main run failing holds the twin
+    at its step, so that both can resume together."""
+    main = TrainConfig(**{**SMALL, "lr": 30.0, "steps": 12})
+    lock = Lockstep([main, main.replace(norm="none")])
+    lock.step(12)
+    assert lock.runs[1].status == "diverged" and lock.runs[0].num_steps == 12

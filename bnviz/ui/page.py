@@ -16,13 +16,13 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from .. import datasets, memory
 from ..cache import SharedCache, worker
-from ..config import TrainConfig
+from ..config import LIVE_FIELDS, TrainConfig
 from ..datasets import DatasetUnavailable
 from ..scenarios import FREE_PLAY, SCENARIOS
 from ..trainer import Lockstep
 from . import links, scenario_panel, sidebar
 from . import session as sessions
-from .controls import plain
+from .controls import CONTROLS, plain
 from .session import Frame, Session, structural_key
 from .views import activations, export, gradients, running_stats, theory, train_eval, training
 
@@ -193,9 +193,85 @@ def _reset():
     sessions.replace(st.session_state, None)
 
 
+def _continue():
+    """Go on with the run that ended, with the sidebar's live settings (a branch if changed)."""
+    session, config = st.session_state["session"], st.session_state["settings"][0]
+    session.go_on({k: getattr(config, k) for k in session.pending_changes(config)})
+
+
+FORK_NAMES = {"batch_size": "batch size", "eps": "eps", "momentum": "momentum", "lr": "lr"}
+MOMENTA = (0.01, 0.05, 0.1, 0.2, 0.5, 0.9, 1.0)  # choices for a fork (the sidebar has a slider)
+
+
+def _value(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _fork_choices(field: str) -> tuple:
+    return MOMENTA if field == "momentum" else CONTROLS[field][1]
+
+
+def _fork():
+    """Fork the live run here: one live setting changes from the next step, in the sidebar
+    too (it holds the settings in force)."""
+    state = st.session_state
+    session, field = state["session"], state["fork_field"]
+    value = state[f"fork_{field}"]
+    state[field] = value
+    if field == "momentum":
+        state["momentum_none"] = False
+    session.go_on({field: value}, play=session.playing)
+
+
+def _go_on_buttons(session: Session, continue_column, fork_column):
+    """Continue (a run that ended) and Fork here (at the current step), in the button bar."""
+    run, more = session.run, session.more_steps
+    continue_column.button(
+        f"Continue +{more}" if more else "Continue",
+        key="continue",
+        on_click=_continue,
+        icon=":material/resume:",
+        disabled=not session.can_go_on,
+        width="stretch",
+        help=(
+            f"Train on from step {run.num_steps + 1}"
+            + (f", with {more} more steps" if more else "")
+            + ", with the live settings in the sidebar (batch size, eps, momentum, lr). The "
+            "run so far stays; a changed setting starts a branch."
+        ),
+    )
+    live = session.replay is None and not session.error
+    with fork_column.popover(
+        "Fork here",
+        icon=":material/call_split:",
+        disabled=not live or (session.finished and not session.can_go_on),
+        width="stretch",
+        help="Branch the run at this step with one setting changed; the run so far stays drawn.",
+    ):
+        field = st.selectbox(
+            "Setting to change", LIVE_FIELDS, key="fork_field", format_func=FORK_NAMES.get
+        )
+        choices = _fork_choices(field)
+        now = session.trainer.settings[field] if live else None
+        st.select_slider(
+            f"New {FORK_NAMES[field]}",
+            choices,
+            value=now if now in choices else choices[0],
+            key=f"fork_{field}",
+            format_func=_value,
+        )
+        st.button(
+            f"Branch from step {run.num_steps + 1}",
+            key="fork",
+            on_click=_fork,
+            disabled=not live,
+            help="The setting changes in the sidebar too. A run that ended waits for **Play**.",
+        )
+
+
 def _buttons(session: Session):
     live = session.replay is None
-    cols = st.columns([1, 1, 1, 1, 3])
+    cols = st.columns([1, 1, 1, 1, 1.2, 1.2, 0.6])
     cols[0].button(
         "Play",
         key="play",
@@ -229,6 +305,35 @@ def _buttons(session: Session):
         width="stretch",
         help="Start again from the initial weights with the current settings.",
     )
+    _go_on_buttons(session, cols[4], cols[5])
+
+
+def _way_on(session: Session, config: TrainConfig):
+    """After a run ended: what Continue would do with the sidebar's settings, and Reset."""
+    run, waiting = session.run, session.pending_changes(config)
+    if not session.can_go_on:
+        return
+    new = ", ".join(f"{FORK_NAMES[k]} = {_value(getattr(config, k))}" for k in waiting)
+    start = run.num_steps + 1
+    if waiting:
+        text = (
+            f"**Continue** goes on from step {start} with {new}: a branch of this run, which "
+            "stays drawn up to there. **Reset** starts again from the initial weights."
+        )
+    elif run.status in ("failed", "diverged"):
+        text = (
+            f"To go on from step {start}, change the setting that stopped the run in the "
+            "sidebar and press **Continue**: the run so far stays. With the same settings the "
+            "step would most likely end the same way."
+        )
+    else:
+        return
+    if run.status == "diverged":
+        text += (
+            " The step that diverged changed nothing, but the steps before it may already have "
+            "grown the weights too far for any setting to save the run."
+        )
+    st.info(text, icon=":material/call_split:")
 
 
 def describe(config: TrainConfig) -> str:
@@ -267,7 +372,7 @@ def _status(frame: Frame):
             "A teaching moment, not a crash: PyTorch's BatchNorm refuses eps = 0 in training. "
             "A channel whose values are all equal in a batch has variance 0, and without eps "
             "normalizing it divides 0 by 0. Choose 'from scratch' as the implementation to "
-            "see what happens then, or any eps above 0 to avoid it."
+            "see what happens then, or any eps above 0 and press **Continue** to go on."
         )
     if "more than 1 value per channel" in messages:
         st.info(
@@ -369,12 +474,7 @@ def _page():
         _wait(_train(session), ("train", session.serial), f"Training {STEP_CHUNK} steps")
     _buttons(session)
     if session.replay is None and session.finished:
-        waiting = session.pending_changes(config)
-        if waiting:
-            st.info(
-                f"This run has ended, so the new {', '.join(waiting)} will apply when you press "
-                "**Reset**, which starts again from the initial weights."
-            )
+        _way_on(session, config)
     training = session.wants_training
     if training:
         _train(session)

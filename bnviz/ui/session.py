@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 
-from ..config import LIVE_FIELDS, TrainConfig
+from ..config import LIVE_FIELDS, MAX_STEPS, MAX_STEPS_X_CHANNELS, TrainConfig
 from ..record import Run
 from ..trainer import Lockstep, Trainer
 
@@ -22,6 +22,7 @@ QUANTUM_SECONDS = 20.0  # a session trains this long before yielding its thread 
 # slow the timers of hidden tabs down to once a minute.
 STALE_SECONDS = 90.0
 SPEED_WINDOW = 30  # steps/s is measured over the latest steps
+CONTINUE_STEPS = 300  # Continue adds this many to a spent budget: the default run's length
 
 
 def structural_key(config: TrainConfig, twin_norm: str) -> tuple:
@@ -177,6 +178,37 @@ class Session:
                 self.state,
                 self.steps_per_second,
             )
+
+    @property
+    def more_steps(self) -> int:
+        """How many steps Continue adds to the budget: none while steps are left, else
+        CONTINUE_STEPS, or fewer where the caps of config.py stop it (0: none at all)."""
+        config = self.run.config
+        if self.run.num_steps < config.steps:
+            return 0
+        cap = min(MAX_STEPS, MAX_STEPS_X_CHANNELS // sum(config.widths))
+        return max(0, min(CONTINUE_STEPS, cap - config.steps))
+
+    @property
+    def can_go_on(self) -> bool:
+        """Whether Continue can reopen this run (see go_on)."""
+        ended = self.replay is None and not self.error and self.run.status != "running"
+        return ended and (self.run.num_steps < self.run.config.steps or self.more_steps > 0)
+
+    def go_on(self, changes: dict, play: bool = True) -> None:
+        """Continue a run that ended, or fork a live one at its current step: `changes` to
+        live settings apply from the next step (Trainer.set), an ended run reopens from its
+        last recorded step (Lockstep.resume, with more_steps more in its budget), and the
+        record as it stood is kept as run.parent, so that the figures draw where the branch
+        starts and how the run before it ended."""
+        with self.guard:
+            parent = self.run.frozen()
+            if self.run.status != "running":
+                self.lock.resume(self.more_steps)
+            if changes:
+                self.lock.set(**changes)
+            self.run.parent = parent
+            self.playing = play
 
     def pending_changes(self, config: TrainConfig) -> list[str]:
         """The live fields whose value in config differs from the one in force."""
