@@ -39,7 +39,8 @@ PARENT_DASH = "dot"
 PARENT_NAME = "before the branch"
 LINE_WIDTH = 2.5  # px, thick enough for the back of a classroom
 MAX_POINTS = 600  # per trace, for per-step series
-AFFINE_POINTS = 12_000  # all gamma and beta traces of a block together
+MAX_MARKERS = 250  # per trace of dots: each is an element of its own for the browser to draw
+AFFINE_POINTS = 6_000  # all gamma and beta traces of a block together
 # Layout for a projector. Sizes in px; the estimates are for these fonts and for a chart in a
 # half-width column of Streamlit's wide layout (about 500 px wide in a 1500 px window).
 PLOT_HEIGHT = 300  # px of plotting area, whatever the title, subtitle and legend take
@@ -885,6 +886,7 @@ def running_stats_figure(run: Run, layer: int, channel: int) -> go.Figure:
             color,
             what=what,
             row=row,
+            cap=MAX_MARKERS,
             mode="markers",
             marker=dict(color=color, size=6, opacity=0.75),
         )

@@ -51,7 +51,11 @@ log = logging.getLogger(__name__)
 
 STEP_CHUNK = 10  # steps per press of "step"
 FIRST_STEPS = 20  # trained at once on first load, so the first picture means something
-REFRESH_SECONDS = 0.4  # while playing, the page redraws this often; training goes on between
+# While playing, the status line redraws this often, and the charts this often: a chart whose
+# figure changed is drawn anew by the browser (Streamlit remounts it), and a view's charts
+# drawn 2.5 times a second kept a small laptop's browser so busy that Pause took seconds.
+REFRESH_SECONDS = 0.4
+CHART_REFRESH_SECONDS = 1.0
 QUEUE_POLL_SECONDS = 1.0  # while waiting for a training thread, the status line redraws this often
 JOBS_POLL_SECONDS = 1.0  # while a scenario's experiments run, the page looks for new results
 # The first steps of each configuration, trained once and cloned by every session that opens
@@ -400,18 +404,31 @@ def _waiting(session: Session):
 
 
 @_guarded
-def _body(session: Session, training: bool):
-    """The part of the page that redraws while training: status, scenario panel, views."""
+def _body(session: Session):
+    """Status, scenario panel and views of a session that is not training."""
+    session.touch()
+    frame = session.frame()
+    _status(frame)
+    _views(frame)
+
+
+@_guarded
+def _live_status(session: Session):
+    """The status line of a session that trains: it redraws often and notices the end."""
     session.touch()
     if session.wants_training:
         _train(session)  # after a pause for another session's turn, queue again
         if _queued(session):
             st.rerun()  # wait with a still page
-    elif training:  # the run finished, diverged or was paused: redraw the buttons too
+    else:  # the run finished, diverged or was paused: redraw the buttons too
         st.rerun()
-    frame = session.frame()
-    _status(frame)
-    _views(frame)
+    _status(session.frame())
+
+
+@_guarded
+def _live_views(session: Session):
+    """The scenario panel and views of a session that trains, at the charts' pace."""
+    _views(session.frame())
 
 
 def _views(frame: Frame):
@@ -483,7 +500,9 @@ def _page():
         _views(session.frame())  # drawn once: nothing changes until training starts
         return
     if training:
-        refresh = REFRESH_SECONDS
-    else:  # experiments in the background land every few seconds at most
-        refresh = JOBS_POLL_SECONDS if scenario_panel.pending(_scenario()) else None
-    st.fragment(_body, run_every=refresh)(session, training)
+        st.fragment(_live_status, run_every=REFRESH_SECONDS)(session)
+        st.fragment(_live_views, run_every=CHART_REFRESH_SECONDS)(session)
+        return
+    # experiments in the background land every few seconds at most
+    refresh = JOBS_POLL_SECONDS if scenario_panel.pending(_scenario()) else None
+    st.fragment(_body, run_every=refresh)(session)

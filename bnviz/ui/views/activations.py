@@ -7,7 +7,7 @@ import streamlit as st
 
 from ... import figures
 from ..session import Frame
-from .common import ALL_CHANNELS, chart, pick_channel, pick_layer, pick_step
+from .common import ALL_CHANNELS, chart, pick_channel, pick_layer, pick_step, secondary_chart
 
 
 def render(session: Frame) -> None:
@@ -41,6 +41,7 @@ def render(session: Frame) -> None:
     )
     left, right = st.columns(2)
     with left:
-        chart(figures.percentile_figure(run, layer, twin, which), "percentiles")
+        build = lambda: figures.percentile_figure(run, layer, twin, which)  # noqa: E731
+        secondary_chart(session, "percentiles", build, layer, which)
     with right:
-        chart(figures.saturation_figure(run, twin), "saturation")
+        secondary_chart(session, "saturation", lambda: figures.saturation_figure(run, twin))

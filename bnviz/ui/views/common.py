@@ -4,22 +4,44 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import plotly.graph_objects as go
 import streamlit as st
 
 from ...record import Run
+from ..session import Frame
 
 ALL_CHANNELS = "all"
 # A browser busy redrawing can send back a scrubber position it was shown this long ago.
 ECHO_SECONDS = 5.0
+SECONDARY_SECONDS = 3.0
 
 
 def chart(figure: go.Figure, key: str) -> None:
     """A plotly figure at full width (Streamlit's theme follows light/dark mode)."""
     st.plotly_chart(figure, width="stretch", key=key)
+
+
+def secondary_chart(frame: Frame, key: str, build: Callable[[], go.Figure], *inputs) -> None:
+    """A view's second or third chart: while the run plays it is drawn anew at most every
+    SECONDARY_SECONDS, and in between the browser gets the same figure again, which it does
+    not redraw (a chart whose figure changed is drawn from scratch). `inputs` are what the
+    figure depends on besides the run: a change of them draws it at once."""
+    held = st.session_state.get(f"{key}:held")  # (run, inputs, when, figure)
+    now = time.monotonic()
+    if (
+        frame.playing
+        and held is not None
+        and held[:2] == (frame.serial, inputs)
+        and now - held[2] < SECONDARY_SECONDS
+    ):
+        figure = held[3]
+    else:
+        figure = build()
+        st.session_state[f"{key}:held"] = (frame.serial, inputs, now, figure)
+    chart(figure, key)
 
 
 def pick_layer(run: Run, key: str, where=st) -> int:

@@ -10,7 +10,7 @@ import streamlit as st
 from ... import figures
 from ..controls import plain
 from ..session import Frame
-from .common import chart, pick_channel, pick_layer, pick_step
+from .common import chart, pick_channel, pick_layer, pick_step, secondary_chart
 
 
 def _formula(numbers: dict) -> None:
@@ -41,7 +41,7 @@ def render(session: Frame) -> None:
         st.info("No steps yet: press Step or Play.")
         return
     steps = range(1, run.num_steps + 1)
-    step, _ = pick_step(steps, "rs_step", "Step for the numbers below", cols[2])
+    step, pinned = pick_step(steps, "rs_step", "Step for the numbers below", cols[2])
     index = step - 1
     chart(figures.running_stats_figure(run, layer, channel), "running_stats")
     info = run.layers[layer]
@@ -73,6 +73,7 @@ def render(session: Frame) -> None:
         )
     left, right = st.columns(2)
     with left:
-        chart(figures.affine_figure(run, layer), "affine")
+        secondary_chart(session, "affine", lambda: figures.affine_figure(run, layer), layer)
     with right:
-        chart(figures.gain_figure(run, layer, index), "gain")
+        build = lambda: figures.gain_figure(run, layer, index)  # noqa: E731
+        secondary_chart(session, "gain", build, layer, pinned and step)

@@ -6,7 +6,7 @@ import streamlit as st
 
 from ... import figures
 from ..session import Frame
-from .common import chart
+from .common import chart, secondary_chart
 
 
 def _latest(values: list[float]) -> str:
@@ -34,7 +34,7 @@ def render(session: Frame) -> None:
     with left:
         chart(figures.loss_figure(run, twin), "loss")
     with right:
-        chart(figures.accuracy_figure(run, twin), "accuracy")
+        secondary_chart(session, "accuracy", lambda: figures.accuracy_figure(run, twin))
     st.caption(
         "Solid: the main network. Dashed: its twin, trained on the same batches from the same "
         "initial weights, differing only in normalization."
