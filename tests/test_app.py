@@ -285,3 +285,17 @@ def test_status_line_shows_the_settings_in_force_and_finished_runs_say_reset():
     fresh.select_slider(key="batch_size").set_value(8).run()
     captions = " ".join(c.value for c in fresh.caption)
     assert "batch 8" in captions and "batch 64" not in captions
+
+
+def test_test_accuracy_says_the_step_it_was_measured_at(app):
+    run, twin = session(app).run, session(app).twin
+    assert run.eval_steps[-1] == FIRST_STEPS  # measured densely early: not step 0's value
+    labels = {m.label: m.value for m in app.metric}
+    running = f"Test accuracy at step {FIRST_STEPS}, running stats"
+    assert labels[running] == f"{run.acc_running_stats[-1]:.1%}"
+    twin_label = f"Twin ({twin.config.norm}): test accuracy at step {FIRST_STEPS}"
+    assert labels[twin_label] == f"{twin.acc_running_stats[-1]:.1%}"
+    app.button(key="step").click().run()  # step 30: no new measurement since step 25
+    labels = {m.label for m in app.metric}
+    assert f"Test accuracy at step {run.eval_steps[-1]}, batch stats" in labels
+    assert run.eval_steps[-1] == 25
