@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import open_app
 from streamlit.testing.v1 import AppTest
 
 from bnviz import Run, TrainConfig, train
@@ -299,3 +300,24 @@ def test_test_accuracy_says_the_step_it_was_measured_at(app):
     labels = {m.label for m in app.metric}
     assert f"Test accuracy at step {run.eval_steps[-1]}, batch stats" in labels
     assert run.eval_steps[-1] == 25
+
+
+def test_a_hidden_field_cannot_be_changed():
+    at = open_app(scenario="momentum-lag", hide="eps,momentum")
+    keys = {w.key for kind in ("checkbox", "slider", "select_slider") for w in at.get(kind)}
+    assert not keys & {"momentum", "momentum_none", "eps"}  # no widget sets momentum or eps
+    momentum = session(at).trainer.model.blocks[0].norm.momentum
+    assert momentum == 0.01  # the scenario's
+    at.session_state["momentum_none"] = True  # forced, as a stray widget would
+    at.session_state["momentum"] = 0.5
+    at.run()
+    at.button(key="step").click().run()
+    assert not at.exception, at.exception
+    assert session(at).trainer.model.blocks[0].norm.momentum == momentum
+    assert session(at).run.changes == []
+
+
+def test_a_hidden_learning_rate_survives_a_change_of_optimizer():
+    at = open_app(lr="0.3", hide="lr")
+    at.radio(key="optimizer").set_value("adam").run()
+    assert session(at).run.config.optimizer == "adam" and session(at).run.config.lr == 0.3

@@ -33,6 +33,7 @@ def apply_scenario(scenario_id: str) -> None:
     preset = {} if scenario_id == FREE_PLAY else SCENARIOS[scenario_id].preset
     for key, default in DEFAULTS.items():
         st.session_state[key] = preset.get(key, default)
+    st.session_state.pop(controls.LOCKED_VALUES, None)  # hidden controls lock these values anew
     own = [] if scenario_id == FREE_PLAY else list(SCENARIOS[scenario_id].hidden)
     # a link's ?hide= stays in force whatever scenario is picked: the teacher's lock holds
     st.session_state["hidden"] = sorted(set(own) | set(st.session_state.get("link_hidden", [])))

@@ -14,9 +14,11 @@ from .controls import (  # noqa: F401  (re-exported for scenario modules)
     DEPTHS,
     EPSILONS,
     LEARNING_RATES,
+    LOCKED_VALUES,
     STEP_CHOICES,
     TWINS,
     WIDTHS,
+    locked,
 )
 from .session import NO_TWIN
 
@@ -59,7 +61,8 @@ def values() -> dict:
 
 
 def _on_optimizer_change():
-    st.session_state["lr"] = DEFAULT_LR[st.session_state["optimizer"]]
+    if "lr" not in locked(st.session_state.get("hidden", [])):  # a hidden lr stays as it is
+        st.session_state["lr"] = DEFAULT_LR[st.session_state["optimizer"]]
 
 
 def _number(value: float) -> str:
@@ -67,15 +70,18 @@ def _number(value: float) -> str:
 
 
 class _Drawer:
-    """Draws a control unless it is hidden; a hidden control keeps its value."""
+    """Draws a control unless it is hidden. A hidden control keeps the value it had when it was
+    hidden, whatever else writes its state (a link or a scenario sets it anew)."""
 
     def __init__(self, hidden: set[str]):
-        self.hidden = hidden
+        self.hidden = locked(hidden)
 
     def __call__(self, widget, key: str, label: str, **kwargs):
         if key in self.hidden:
-            st.session_state[key] = st.session_state.get(key, DEFAULTS[key])
-            return st.session_state[key]
+            locks = st.session_state.setdefault(LOCKED_VALUES, {})
+            value = locks.setdefault(key, st.session_state.get(key, DEFAULTS[key]))
+            st.session_state[key] = value
+            return value
         if key in LABELS:
             kwargs.setdefault("format_func", LABELS[key].get)
         if widget.__name__ in ("selectbox", "radio", "select_slider"):
@@ -140,7 +146,7 @@ def controls(hidden: set[str] = frozenset()) -> tuple[TrainConfig, str]:
         help="running = (1 - momentum) * running + momentum * batch",
     )
     momentum = None if cumulative else momentum_value
-    if "momentum" not in hidden:
+    if "momentum" not in draw.hidden:
         if momentum is None:
             side.caption("Keras/TensorFlow have no equivalent: their average is always an EMA.")
         else:
