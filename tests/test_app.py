@@ -321,3 +321,27 @@ def test_a_hidden_learning_rate_survives_a_change_of_optimizer():
     at = open_app(lr="0.3", hide="lr")
     at.radio(key="optimizer").set_value("adam").run()
     assert session(at).run.config.optimizer == "adam" and session(at).run.config.lr == 0.3
+
+
+def test_a_replayed_run_keeps_its_twin(app):
+    from bnviz.ui.views.export import saved_json
+
+    app.button(key="step").click().run()
+    live = session(app).frame()
+    assert live.twin is not None
+    replayed = Run.from_json(saved_json(live))  # what "Run record (JSON)" downloads
+    app.session_state["session"] = Session.replaying(replayed)
+    open_view(app, "Training")
+    loss = figure(app, "loss")
+    dashed = [t for t in loss["data"] if t.get("line", {}).get("dash") == "dash"]
+    assert dashed  # the twin's curve, from the file
+    np.testing.assert_allclose(values(dashed[0]), live.twin.metric("train_loss"), rtol=1e-5)
+    step = live.twin.eval_steps[-1]
+    labels = {m.label: m.value for m in app.metric}
+    twin_label = f"Twin ({live.twin.config.norm}): test accuracy at step {step}"
+    assert labels[twin_label] == f"{live.twin.acc_running_stats[-1]:.1%}"
+    open_view(app, "Save & replay")
+    replay_note = " ".join(s.value for s in app.success)
+    steps = f"step {live.run.num_steps} of {live.run.config.steps}"
+    assert f"saved at {steps}, before it finished" in replay_note  # paused: not "running"
+    assert "status running" not in replay_note and "with its twin" in replay_note

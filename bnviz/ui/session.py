@@ -79,6 +79,8 @@ class Session:
 
     @property
     def twin(self) -> Run | None:
+        if self.replay is not None:
+            return self.replay.twin  # saved with the run, if it had one
         if self.lock is None or len(self.lock.trainers) < 2:
             return None
         return self.lock.runs[1]
