@@ -345,3 +345,26 @@ def test_a_replayed_run_keeps_its_twin(app):
     steps = f"step {live.run.num_steps} of {live.run.config.steps}"
     assert f"saved at {steps}, before it finished" in replay_note  # paused: not "running"
     assert "status running" not in replay_note and "with its twin" in replay_note
+
+
+def test_a_refused_link_leaves_the_sidebar_showing_the_settings_in_force():
+    at = open_app(batch_size="512", width="64", depth="6", steps="5000", lr="0.3")
+    config = session(at).run.config
+    assert (config.batch_size, config.widths[0], len(config.widths), config.steps) == (
+        64, 16, 3, 300,
+    )  # fmt: skip
+    sidebar = {k: at.select_slider(key=k).value for k in ("batch_size", "width", "depth", "steps")}
+    assert sidebar == {"batch_size": 64, "width": 16, "depth": 3, "steps": 300}
+    assert config.lr == 0.3 and at.select_slider(key="lr").value == 0.3  # the rest of the link
+    refusal = " ".join(e.value for e in at.error)
+    assert "batch size 512 x width of the first block 64" in refusal.lower()
+    assert "widths[0]" not in refusal and "5,000 steps x 704 channels" in refusal
+    at.select_slider(key="batch_size").set_value(512).run()  # later, from the sidebar:
+    at.select_slider(key="width").set_value(32).run()  # 512 x 32 is over the cap
+    assert not at.exception, at.exception
+    assert (at.select_slider(key="batch_size").value, at.select_slider(key="width").value) == (
+        512, 16,
+    )  # fmt: skip
+    config = session(at).run.config_in_force()
+    assert (config.batch_size, config.widths[0]) == (512, 16)
+    assert "x width of the first block 32" in " ".join(e.value for e in at.error)

@@ -22,7 +22,7 @@ from ..scenarios import FREE_PLAY, SCENARIOS
 from ..trainer import Lockstep
 from . import links, scenario_panel, sidebar
 from . import session as sessions
-from .controls import plain
+from .controls import LOCKED_VALUES, plain
 from .session import Frame, Session, structural_key
 from .views import activations, export, gradients, running_stats, theory, train_eval, training
 
@@ -327,15 +327,37 @@ def _scenario():
 
 
 def _settings(hidden: set[str]) -> tuple[TrainConfig, str, str | None]:
-    """The sidebar's configuration and twin, and why they were refused if they were: then
-    the last accepted ones stay in force (or the defaults, on a first page)."""
+    """The sidebar's configuration and twin, and why they were refused if they were. A refused
+    combination (over a cap, e.g. batch x width) sends the sidebar back to the last accepted
+    values of the capped controls (the scenario's or the defaults, on a first page) and draws
+    the page again, so the sidebar shows the settings in force."""
     try:
         config, twin = sidebar.controls(hidden)
-    except ValueError as e:  # a combination over a cap, e.g. batch x width
-        config, twin = st.session_state.get("settings", (TrainConfig(), sidebar.DEFAULTS["twin"]))
-        return config, twin, str(e)
+    except ValueError as e:
+        if st.session_state.pop("restoring", False):  # those failed too: never loop
+            config, twin = st.session_state.get("settings", (TrainConfig(), "none"))
+            return config, twin, str(e)
+        accepted = st.session_state.get("accepted") or _preset_values()
+        st.session_state["restore"] = {key: accepted[key] for key in sidebar.CAPPED}
+        st.session_state["restoring"], st.session_state["refused"] = True, str(e)
+        st.rerun()
+    st.session_state.pop("restoring", None)
     st.session_state["settings"] = config, twin
-    return config, twin, None
+    st.session_state["accepted"] = sidebar.values()
+    return config, twin, st.session_state.pop("refused", None)
+
+
+def _preset_values() -> dict:
+    scenario = _scenario()
+    return {**sidebar.DEFAULTS, **(scenario.preset if scenario is not None else {})}
+
+
+def _restore_controls() -> None:
+    """Before any widget is drawn: put back the values _settings chose (see there)."""
+    restore = st.session_state.pop("restore", None)
+    if restore:
+        st.session_state.update(restore)
+        st.session_state.pop(LOCKED_VALUES, None)  # hidden ones lock the restored values
 
 
 def main():
@@ -348,6 +370,7 @@ def _page():
     sidebar.init_state()
     if "link_notes" not in st.session_state:  # the first run of this session reads the link
         st.session_state["link_notes"] = links.apply_link(dict(st.query_params))
+    _restore_controls()
     scenario_id = links.scenario_picker()
     config, twin, refused = _settings(set(st.session_state.get("hidden", [])))
     links.share_link(sidebar.values(), scenario_id)
@@ -359,7 +382,9 @@ def _page():
             "Some settings in the link were ignored: " + "; ".join(st.session_state["link_notes"])
         )
     if refused:
-        st.error(f"{refused}. The run keeps its previous settings.", icon=":material/block:")
+        st.error(
+            f"{refused}. The sidebar is back to the settings in force.", icon=":material/block:"
+        )
     if "data_error" in st.session_state:
         note = st.session_state["data_error"].replace(datasets.OFFLINE_HINT, "").strip()
         st.warning(f"{note} Showing the built-in 'shapes' data set, which works offline.")

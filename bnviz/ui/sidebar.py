@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..config import DEFAULT_LR, TrainConfig
+from ..config import DEFAULT_LR, MAX_BATCH_X_WIDTH, MAX_STEPS_X_CHANNELS, TrainConfig
 from .controls import (  # noqa: F401  (re-exported for scenario modules)
     BATCH_SIZES,
     CONTROLS,
@@ -47,6 +47,32 @@ LABELS = {
 def widths_from(depth: int, width: int) -> tuple[int, ...]:
     """Channels per block: `width` in the first block, doubling per block, at most 128."""
     return tuple(min(width * 2**i, 128) for i in range(depth))
+
+
+CAPPED = ("batch_size", "width", "depth", "steps")  # the controls the server's caps bound
+
+
+def over_caps(v: dict) -> str | None:
+    """Why these control values exceed the server's caps (bnviz/config.py), in the sidebar's
+    terms; None if they do not."""
+    widths = widths_from(v["depth"], v["width"])
+    reasons = []
+    images = v["batch_size"] * v["width"]
+    if images > MAX_BATCH_X_WIDTH:
+        reasons.append(
+            f"batch size {v['batch_size']} x width of the first block {v['width']} = {images:,} "
+            f"is over this server's limit of {MAX_BATCH_X_WIDTH:,}: choose a smaller batch size "
+            "or width"
+        )
+    channels = v["steps"] * sum(widths)
+    if channels > MAX_STEPS_X_CHANNELS:
+        reasons.append(
+            f"{v['steps']:,} steps x {sum(widths)} channels (depth {v['depth']}, first width "
+            f"{v['width']}: {' + '.join(map(str, widths))}) = {channels:,} is over this "
+            f"server's limit of {MAX_STEPS_X_CHANNELS:,} (every channel's statistics are kept "
+            "at every step): choose fewer steps, a smaller depth or width"
+        )
+    return "; ".join(reasons) or None
 
 
 def init_state() -> None:
@@ -175,6 +201,9 @@ def controls(hidden: set[str] = frozenset()) -> tuple[TrainConfig, str]:
         "on the charts. Any other change restarts the run."
     )
     v = values()
+    refused = over_caps(v)
+    if refused:
+        raise ValueError(refused[0].upper() + refused[1:])
     config = TrainConfig(
         dataset=v["dataset"],
         norm=v["norm"],
