@@ -126,7 +126,9 @@ def test_training_waits_in_a_queue_when_every_thread_is_busy(app, monkeypatch):
     monkeypatch.setattr("bnviz.ui.page.worker", busy)
     try:
         app.button(key="play").click().run()
-        assert "queued, position 1" in status_text(app)
+        status = status_text(app)
+        assert "waiting for a free trainer (1 of 1 busy), 1st in line" in status
+        assert "playing" not in status and "queued" not in status  # nothing moves yet
         assert session(app).run.num_steps == FIRST_STEPS
     finally:
         gate.set()
@@ -134,7 +136,7 @@ def test_training_waits_in_a_queue_when_every_thread_is_busy(app, monkeypatch):
     while session(app).run.num_steps == FIRST_STEPS and time.monotonic() < deadline:
         time.sleep(0.05)
     app.run()
-    assert "queued" not in status_text(app) and session(app).run.num_steps > FIRST_STEPS
+    assert "waiting" not in status_text(app) and session(app).run.num_steps > FIRST_STEPS
     app.button(key="pause").click().run()
 
 

@@ -68,6 +68,7 @@ STATE_ICONS = {
     "failed": ":material/error:",
     "stopped": ":material/stop:",
     "replay": ":material/history:",
+    "waiting": ":material/hourglass:",
 }
 
 
@@ -94,12 +95,7 @@ def _guarded(draw: Callable) -> Callable:
 
 
 def _where(position: int | None) -> str:
-    if not position:
-        return "running"
-    return (
-        f"queued, position {position}: {worker.threads} trainings run at once on this server, "
-        "and this one starts when a thread is free"
-    )
+    return sessions.queue_text(position, worker.threads) if position else "running"
 
 
 def _wait(future: Future, key: tuple, doing: str):
@@ -244,8 +240,10 @@ def describe(config: TrainConfig) -> str:
 
 def _status(frame: Frame):
     run, state = frame.run, frame.state
-    text = f"{STATE_ICONS[state]} **{state}** · step {run.num_steps} of {run.config.steps}"
     position = worker.position(("train", frame.serial)) if state == "playing" else None
+    if position:  # asked to play, but nothing moves yet: it does not say playing
+        state = "waiting"
+    text = f"{STATE_ICONS[state]} **{state}** · step {run.num_steps} of {run.config.steps}"
     if position:
         text += f" · {_where(position)}"
     elif frame.replay is None and frame.steps_per_second:

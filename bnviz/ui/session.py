@@ -24,6 +24,15 @@ STALE_SECONDS = 90.0
 SPEED_WINDOW = 30  # steps/s is measured over the latest steps
 
 
+def queue_text(position: int, threads: int) -> str:
+    """Where a job waiting for a training thread stands, in words: position k waits for the
+    k-th thread to come free while all `threads` are busy."""
+    suffix = (
+        "th" if 10 <= position % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(position % 10, "th")
+    )
+    return f"waiting for a free trainer ({threads} of {threads} busy), {position}{suffix} in line"
+
+
 def structural_key(config: TrainConfig, twin_norm: str) -> tuple:
     """Everything whose change needs a fresh run."""
     d = config.to_dict()
