@@ -370,3 +370,15 @@ def test_a_refused_link_leaves_the_sidebar_showing_the_settings_in_force():
     config = session(at).run.config_in_force()
     assert (config.batch_size, config.widths[0]) == (512, 16)
     assert "x width of the first block 32" in " ".join(e.value for e in at.error)
+
+
+def test_the_address_bar_follows_the_picked_scenario_and_view(app):
+    app.selectbox(key="scenario").set_value("momentum-lag").run()
+    assert app.query_params["scenario"] == "momentum-lag"
+    open_view(app, "Gradients")
+    copied = dict(app.query_params)  # the URL a student copies now
+    assert copied["view"] == "Gradients"
+    reopened = open_app(**copied)
+    assert reopened.session_state["scenario"] == "momentum-lag"
+    assert reopened.session_state["view"] == "Gradients"
+    assert session(reopened).trainer.model.blocks[0].norm.momentum == 0.01
