@@ -51,7 +51,8 @@ CHAR_PX, LEGEND_SYMBOL_PX, LEGEND_ROW, LEGEND_GAP = 6.0, 45, 22, 8  # legend siz
 STEP_AXIS = "step (optimizer steps)"
 NEUTRAL = "#8C8C8C"  # references, change markers, the head layer
 ALERT = "#E41A1C"  # divergence, eps-dominated channels
-METRIC_COLORS = {"loss": "#0072B2", "train": NEUTRAL, "running": "#0072B2", "batch": "#D55E00"}
+# the training batches' loss and accuracy share a colour; test accuracy has one per mode
+METRIC_COLORS = {"loss": "#0072B2", "train": "#0072B2", "running": "#009E73", "batch": "#D55E00"}
 SMOOTH_WINDOW = 9  # steps in the centred moving average of the training-batch accuracy
 UPDATE_RATIO_REFERENCE = 1e-3
 NORM_NAMES = {
@@ -401,7 +402,8 @@ def _legend(fig: _Spec) -> int:
 
 def _log_ticks(fig: _Spec | go.Figure) -> dict:
     """Log-axis ticks that stay readable: decades only (10⁻³, 10⁻², ...) when the data cross
-    two or more of them, else 1-2-5 over at least half a decade, else plotly's own choice.
+    two or more of them, else 1-2-5 over at least half a decade and 1, 2, ..., 9 below that,
+    each labelled with its whole value (0.5, not plotly's bare "5"), else the ends of the data.
     Reads the y values of the traces (dicts of a _Spec, or a go.Figure's trace objects)."""
     ys = [
         np.asarray(t["y"], np.float64).ravel() for t in fig.data if "y" in t and t["y"] is not None
@@ -409,8 +411,20 @@ def _log_ticks(fig: _Spec | go.Figure) -> dict:
     y = np.concatenate(ys) if ys else np.ones(1)
     y = np.log10(y[np.isfinite(y) & (y > 0)])
     lo, hi = (y.min(), y.max()) if len(y) else (0.0, 0.0)
-    dtick = 1 if math.floor(hi) - math.ceil(lo) >= 1 else "D2" if hi - lo >= 0.5 else None
-    return dict(type="log", dtick=dtick, exponentformat="power")
+    if math.floor(hi) - math.ceil(lo) >= 1:
+        return dict(type="log", dtick=1, exponentformat="power")
+    for digits in ((1, 2, 5) if hi - lo >= 0.5 else (), range(1, 10)):
+        ticks = [
+            float(f"{digit}e{power}")
+            for power in range(math.floor(lo), math.ceil(hi) + 1)
+            for digit in digits
+            if lo - 0.01 <= power + math.log10(digit) <= hi + 0.01
+        ]
+        if len(ticks) >= 2:
+            break
+    else:
+        ticks = sorted({float(f"{10**lo:.2g}"), float(f"{10**hi:.2g}")})
+    return dict(type="log", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
 
 
 def _finish(
@@ -1116,7 +1130,8 @@ def batch_noise_figure(noise) -> go.Figure:
     )
     titles = [  # the full-data value here rather than by its line, where bars would hide it
         f"batch {what}s{' (biased)' if what == 'variance' else ''}: "
-        f"std {values.std() if len(values) else math.nan:.3g} (all test images: {full:.4g})"
+        f"std {values.std() if len(values) else math.nan:.3g} (the {what} over all test "
+        f"images: {full:.4g})"
         for values, full, what, _ in panels
     ]
     fig = _Spec(cols=2, spacing=0.08, titles=titles)

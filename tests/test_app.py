@@ -382,3 +382,37 @@ def test_the_address_bar_follows_the_picked_scenario_and_view(app):
     assert reopened.session_state["scenario"] == "momentum-lag"
     assert reopened.session_state["view"] == "Gradients"
     assert session(reopened).trainer.model.blocks[0].norm.momentum == 0.01
+
+
+def test_labels_say_what_they_show(app):
+    from bnviz.trainer import HIST_IMAGES
+
+    loss, accuracy = figure(app, "loss"), figure(app, "accuracy")
+    (train_loss,) = [t for t in traces(loss, "main")]
+    (train_acc,) = [t for t in traces(accuracy, "training batches") if "main" in t["name"]]
+    assert train_acc["line"]["color"] == train_loss["line"]["color"]  # one colour per network line
+    open_view(app, "Activations")
+    captions = " ".join(c.value for c in app.caption)
+    assert f"first {HIST_IMAGES} images" in captions
+    open_view(app, "Train vs eval")
+    titles = " ".join(
+        a.get("text", "") for a in figure(app, "batch_noise")["layout"]["annotations"]
+    )
+    noise = app.session_state["batch_noise"][2]
+    assert f"the mean over all test images: {noise.full_mean:.4g}" in titles  # not a std
+    app.slider(key="momentum").set_value(1.0).run()
+    app.button(key="step").click().run()
+    open_view(app, "Running statistics")
+    assert {m.label: m.value for m in app.metric}["Averaging window"] == "≈ 1 step"
+
+
+def test_the_update_formula_brackets_negative_factors():
+    from bnviz.ui.views.running_stats import formula_latex
+
+    numbers = dict(
+        factor=0.1, running_before=-0.002226, batch=-0.5, running_after=-0.05200,
+        var_running_before=1.0, var_batch_biased=0.25, var_running_after=0.925, m=64,
+    )  # fmt: skip
+    mean, var = formula_latex(numbers)
+    assert r"(1 - 0.1)\times(-0.002226) + 0.1\times(-0.5) = -0.052" in mean
+    assert r"\,-" not in mean and r"(1 - 0.1)\times1 + 0.1\times" in var

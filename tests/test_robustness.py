@@ -205,6 +205,11 @@ def test_a_diverged_run_shows_its_step_and_charts():
         at.button(key="step").click().run()
     run = session(at).run
     assert run.status == "diverged" and f"diverged at step {run.diverged_step}" in errors(at)
+    status = " ".join(m.value for m in at.markdown)  # the status line agrees with the message
+    assert (
+        f"stopped after step {run.num_steps} of 300; step {run.diverged_step} was refused" in status
+    )
+    assert f"step {run.num_steps} of 300 ·" not in status
     assert at.get("plotly_chart")
 
 
@@ -221,7 +226,9 @@ def test_a_twin_that_fails_says_so_while_the_main_network_goes_on(quick_openings
     at = open_app(norm="group", twin="batch", depth="6", width="4", batch_size="1")
     assert session(at).run.status == "running"
     assert session(at).twin.status == "failed"
-    assert any("The twin (batch norm) stopped at step" in w.value for w in at.warning)
+    assert any(
+        "The twin (batch norm) stopped; its curves end at step 0" in w.value for w in at.warning
+    )
     assert any("teaching moment" in i.value for i in at.info)
 
 

@@ -244,6 +244,11 @@ def _status(frame: Frame):
     if position:  # asked to play, but nothing moves yet: it does not say playing
         state = "waiting"
     text = f"{STATE_ICONS[state]} **{state}** · step {run.num_steps} of {run.config.steps}"
+    if run.status == "diverged" and run.diverged_step is not None:  # as the message counts
+        text = (
+            f"{STATE_ICONS[state]} **{state}** · stopped after step {run.num_steps} of "
+            f"{run.config.steps}; step {run.diverged_step} was refused (its loss blew up)"
+        )
     if position:
         text += f" · {_where(position)}"
     elif frame.replay is None and frame.steps_per_second:
@@ -256,8 +261,8 @@ def _status(frame: Frame):
     messages = run.message + (twin.message if twin is not None else "")
     if twin is not None and twin.status in ("diverged", "failed"):
         st.warning(
-            f"The twin ({twin.config.norm} norm) stopped at step {twin.num_steps}; its curves "
-            f"end there: {plain(twin.message)}",
+            f"The twin ({twin.config.norm} norm) stopped; its curves end at step "
+            f"{twin.num_steps}: {plain(twin.message)}",
             icon=":material/warning:",
         )
     if "eps must be positive during training" in messages:
