@@ -1028,7 +1028,7 @@ def grad_norm_figure(run: Run, twin: Run | None = None) -> go.Figure:
 
 
 def update_ratio_figure(run: Run, twin: Run | None = None) -> go.Figure:
-    """Update:data ratio of the conv and head weights, against the 1e-3 rule of thumb."""
+    """Update:data ratio of the conv and head weights, against Karpathy's 1e-3 heuristic."""
     fig = _Spec()
     for r, label, dash in _members(run, twin):
         if not r.num_steps:
@@ -1059,9 +1059,9 @@ def update_ratio_figure(run: Run, twin: Run | None = None) -> go.Figure:
         x=[1, last],
         y=[UPDATE_RATIO_REFERENCE] * 2,
         mode="lines",
-        name="1e-3: Karpathy's rule of thumb",
+        name="1e-3: Karpathy's heuristic (makemore part 3)",
         line=dict(color=NEUTRAL, dash="dot", width=2),
-        hovertemplate="1e-3: Karpathy's rule of thumb<extra></extra>",
+        hovertemplate="1e-3: Karpathy's heuristic for an MLP with plain SGD<extra></extra>",
     )
     fig.add(reference)
     if _empty(run, twin):
@@ -1072,7 +1072,7 @@ def update_ratio_figure(run: Run, twin: Run | None = None) -> go.Figure:
         "Update:data ratio of the weights",
         y_title="‖update‖ / ‖weights‖ (log scale)",
         note="how far each step moves the weights, relative to their size; dotted: 1e-3, "
-        "Karpathy's rule of thumb",
+        "a heuristic from Karpathy's makemore part 3 (an MLP trained with plain SGD)",
         log_y=True,
     )
 

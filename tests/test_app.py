@@ -416,3 +416,13 @@ def test_the_update_formula_brackets_negative_factors():
     mean, var = formula_latex(numbers)
     assert r"(1 - 0.1)\times(-0.002226) + 0.1\times(-0.5) = -0.052" in mean
     assert r"\,-" not in mean and r"(1 - 0.1)\times1 + 0.1\times" in var
+
+
+def test_the_update_ratio_caption_cites_its_heuristic_and_quotes_this_run(app):
+    open_view(app, "Gradients")
+    caption = " ".join(c.value for c in app.caption)
+    assert "makemore part 3" in caption and "heuristic" in caption
+    assert "far above it the updates are too large" not in caption
+    for r in (session(app).run, session(app).twin):
+        conv = [r.param_stat(n, "update_ratio")[-20:] for n in r.params if "conv.weight" in n]
+        assert f"{np.median(np.concatenate(conv)):.1e}" in caption  # this run's own ratios
