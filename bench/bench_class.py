@@ -532,7 +532,9 @@ def play_numbers(sessions: list[Session], t_play: float, t_watch: float, seconds
         "not_pressed": dict(Counter(s.play_note for s in sessions if s.play_note).most_common()),
         "answer_s": {"p50": percentile(answers, 50), "max": max(answers, default=math.nan)},
         "seconds": seconds,
-        "saw_playing": sum(any(o.state == "playing" for o in s.since(t_play)) for s in sessions),
+        "saw_playing": sum(  # a queued session says waiting, not playing
+            any(o.state in ("playing", "waiting") for o in s.since(t_play)) for s in sessions
+        ),
         "queued_sessions": sum(
             any(o.queued is not None for o in s.since(t_play)) for s in sessions
         ),
@@ -645,7 +647,7 @@ def table(result: dict) -> str:
                 f"{_s(p['answer_s']['p50'])} / {_s(p['answer_s']['max'])}",
                 "",
             ),
-            ("sessions showing **playing**", str(p["saw_playing"]), f"{n}"),
+            ("sessions showing **playing** or **waiting**", str(p["saw_playing"]), f"{n}"),
             (
                 'sessions that saw "waiting for a free trainer" after Play',
                 str(p["queued_sessions"]),
