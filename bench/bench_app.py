@@ -469,7 +469,8 @@ def open_page(browser, url: str, timeout: float = 120.0):
 
 # The status line ("**playing** · step N of M · ..."), read from the DOM.
 STATUS_JS = r"""() => {
-    const re = /(playing|paused|finished|diverged|failed|stopped|replay)\b.*step (\d+) of (\d+)/;
+    const states = "playing|waiting|paused|finished|diverged|failed|stopped|replay";
+    const re = new RegExp(`(${states})\\b.*step (\\d+) of (\\d+)`);
     for (const el of document.querySelectorAll('[data-testid="stMarkdownContainer"]')) {
         const m = re.exec(el.textContent);
         if (m) return [m[1], +m[2], +m[3], el.textContent];

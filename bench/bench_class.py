@@ -15,7 +15,7 @@ script run; exceptions, st.error alerts and compile errors as errors; the server
 
 Phase 2, play (unless --no-play): every session presses Play at the same moment; once each has
 answered with a new status line (or --answer-timeout), the status lines are watched for
---play-seconds: sessions showing "queued, position k", sessions whose step counter advanced in
+--play-seconds: sessions showing "waiting for a free trainer", sessions whose step counter rose in
 each 1-second window (target: at most the server's core count), and the steps/s of the running
 ones.
 
@@ -59,7 +59,7 @@ FIRST_CHART_TARGET_S = 10.0
 COMPUTE_LINE = re.compile(r"bnviz compute: (\S+) ?(.*)")
 STEP = re.compile(r"step (\d+) of (\d+)")
 RATE = re.compile(r"([\d.]+) steps/s")
-QUEUED = re.compile(r"queued, position (\d+)")
+QUEUED = re.compile(r"(\d+)(?:st|nd|rd|th) in line")
 STATE = re.compile(r"\*\*(\w+)\*\*")  # the status line: ":icon: **playing** · step 20 of 300"
 FINISHED = ForwardMsg.ScriptFinishedStatus.FINISHED_SUCCESSFULLY
 COMPILE_ERROR = ForwardMsg.ScriptFinishedStatus.FINISHED_WITH_COMPILE_ERROR
@@ -532,7 +532,9 @@ def play_numbers(sessions: list[Session], t_play: float, t_watch: float, seconds
         "not_pressed": dict(Counter(s.play_note for s in sessions if s.play_note).most_common()),
         "answer_s": {"p50": percentile(answers, 50), "max": max(answers, default=math.nan)},
         "seconds": seconds,
-        "saw_playing": sum(any(o.state == "playing" for o in s.since(t_play)) for s in sessions),
+        "saw_playing": sum(  # a queued session says waiting, not playing
+            any(o.state in ("playing", "waiting") for o in s.since(t_play)) for s in sessions
+        ),
         "queued_sessions": sum(
             any(o.queued is not None for o in s.since(t_play)) for s in sessions
         ),
@@ -629,7 +631,11 @@ def table(result: dict) -> str:
             "one per distinct configuration",
         ),
         ("configurations computed more than once", str(len(c["repeated"])), "0"),
-        ('sessions that saw "queued, position" while opening', str(o["queued_sessions"]), ""),
+        (
+            'sessions that saw "waiting for a free trainer" while opening',
+            str(o["queued_sessions"]),
+            "",
+        ),
     ]
     p = result.get("play")
     if p is not None:
@@ -641,9 +647,9 @@ def table(result: dict) -> str:
                 f"{_s(p['answer_s']['p50'])} / {_s(p['answer_s']['max'])}",
                 "",
             ),
-            ("sessions showing **playing**", str(p["saw_playing"]), f"{n}"),
+            ("sessions showing **playing** or **waiting**", str(p["saw_playing"]), f"{n}"),
             (
-                'sessions that saw "queued, position k" after Play',
+                'sessions that saw "waiting for a free trainer" after Play',
                 str(p["queued_sessions"]),
                 f"≥ {max(0, n - cpus)}" if n > cpus else "0",
             ),

@@ -1,7 +1,8 @@
 """Instrumentation overhead: bnviz.Trainer steps against a bare PyTorch loop on the same model,
-batch size and optimizer, in one process, rounds interleaved, medians reported.
+batch size and optimizer, in one process, rounds interleaved, medians reported; and what the
+dense early evaluations (trainer.EARLY_EVALS) add to a default run's first 100 steps.
 
-    python -m bench.bench_engine [--rounds 11] [--steps 30]
+    python -m bench.bench_engine [--rounds 11] [--steps 30] [--early-rounds 5]
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from bnviz import TrainConfig, Trainer
+from bnviz import TrainConfig, Trainer, datasets
 from bnviz.config import MAX_STEPS_X_CHANNELS
 from bnviz.model import build_model
-from bnviz.trainer import _Batches, eval_every, snapshot_every, to_tensor
+from bnviz.trainer import EARLY_EVALS, _Batches, eval_due, eval_every, snapshot_every, to_tensor
 
 
 class BareLoop:
@@ -48,10 +49,35 @@ def seconds_per_step(stepper, steps: int) -> float:
     return (time.thread_time() - start) / steps
 
 
+def early_eval_cost(rounds: int, steps: int = 100) -> dict:
+    """CPU seconds of a default run's first `steps` steps with the early evaluations and
+    without them (the same cadence otherwise), rounds interleaved, medians."""
+    config = TrainConfig()
+    data = datasets.load(config.dataset)
+    seconds = {True: [], False: []}
+    for _ in range(rounds):
+        for early in (True, False):
+            trainer = Trainer(config, data)
+            trainer.eval_early = early
+            start = time.thread_time()
+            trainer.step(steps)
+            seconds[early].append(time.thread_time() - start)
+    with_early, without = (statistics.median(seconds[e]) for e in (True, False))
+    every = eval_every(config)
+    return {
+        "steps": steps,
+        "extra": sum(eval_due(s, every) != eval_due(s, every, False) for s in range(steps + 1)),
+        "with": with_early,
+        "without": without,
+        "ratio": statistics.median(a / b for a, b in zip(seconds[True], seconds[False])),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--steps", type=int, default=30, help="steps per round and variant")
+    parser.add_argument("--early-rounds", type=int, default=5, help="rounds of the early-eval cost")
     args = parser.parse_args()
     torch.set_num_threads(1)  # one core per session, as on the shared server
 
@@ -93,6 +119,13 @@ def main() -> None:
     print(f"| bare PyTorch step | {bare_step * 1000:.1f} ms | |")
     instrumented = statistics.median(ratios["default cadence + eval"]) * bare_step
     print(f"| default config, steps per second (with eval) | {1 / instrumented:.1f} | |")
+    early = early_eval_cost(args.early_rounds)
+    print(
+        f"| first {early['steps']} steps of a default run with / without the "
+        f"{early['extra']} early evaluations (after steps {', '.join(map(str, EARLY_EVALS))}; "
+        f"{args.early_rounds} rounds; {early['with']:.2f} s / {early['without']:.2f} s) "
+        f"| {early['ratio']:.3f} | (reported) |"
+    )
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ class TrainConfig:
     steps: int = 300
     seed: int = 0
     snapshot_every: int | None = None  # None: automatic, see Trainer
-    eval_every: int | None = None  # None: automatic, see Trainer
+    eval_every: int | None = None  # None: automatic and dense early (trainer.eval_due); k: every k
 
     def __post_init__(self):
         set_ = object.__setattr__

@@ -58,7 +58,8 @@ TICK_CHAR_PX, Y_TITLE_PX = 7.5, 26  # a tick label's character; a y axis title a
 STEP_AXIS = "step (optimizer steps)"
 NEUTRAL = "#8C8C8C"  # references, change markers, the head layer
 ALERT = "#E41A1C"  # divergence, eps-dominated channels
-METRIC_COLORS = {"loss": "#0072B2", "train": NEUTRAL, "running": "#0072B2", "batch": "#D55E00"}
+# the training batches' loss and accuracy share a colour; test accuracy has one per mode
+METRIC_COLORS = {"loss": "#0072B2", "train": "#0072B2", "running": "#009E73", "batch": "#D55E00"}
 SMOOTH_WINDOW = 9  # steps in the centred moving average of the training-batch accuracy
 UPDATE_RATIO_REFERENCE = 1e-3
 NORM_NAMES = {
@@ -441,7 +442,8 @@ def _legend(fig: _Spec) -> int:
 
 def _log_ticks(fig: _Spec | go.Figure) -> dict:
     """Log-axis ticks that stay readable: decades only (10⁻³, 10⁻², ...) when the data cross
-    two or more of them, else 1-2-5 over at least half a decade, else plotly's own choice.
+    two or more of them, else 1-2-5 over at least half a decade and 1, 2, ..., 9 below that,
+    each labelled with its whole value (0.5, not plotly's bare "5"), else the ends of the data.
     Reads the y values of the traces (dicts of a _Spec, or a go.Figure's trace objects)."""
     ys = [
         np.asarray(t["y"], np.float64).ravel() for t in fig.data if "y" in t and t["y"] is not None
@@ -449,17 +451,32 @@ def _log_ticks(fig: _Spec | go.Figure) -> dict:
     y = np.concatenate(ys) if ys else np.ones(1)
     y = np.log10(y[np.isfinite(y) & (y > 0)])
     lo, hi = (y.min(), y.max()) if len(y) else (0.0, 0.0)
-    dtick = 1 if math.floor(hi) - math.ceil(lo) >= 1 else "D2" if hi - lo >= 0.5 else None
-    return dict(type="log", dtick=dtick, exponentformat="power")
+    if math.floor(hi) - math.ceil(lo) >= 1:
+        return dict(type="log", dtick=1, exponentformat="power")
+    for digits in ((1, 2, 5) if hi - lo >= 0.5 else (), range(1, 10)):
+        ticks = [
+            float(f"{digit}e{power}")
+            for power in range(math.floor(lo), math.ceil(hi) + 1)
+            for digit in digits
+            if lo - 0.01 <= power + math.log10(digit) <= hi + 0.01
+        ]
+        if len(ticks) >= 2:
+            break
+    else:
+        ticks = sorted({float(f"{10**lo:.2g}"), float(f"{10**hi:.2g}")})
+    return dict(type="log", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
 
 
 def _tick_chars(fig: _Spec) -> int:
     """About how many characters the longest y tick label takes: plotly's ticks are about a
     sixth of the range apart, written with the decimals that step needs; a log axis writes
-    powers of ten (10⁻³)."""
+    powers of ten (10⁻³) or the labels _log_ticks chose."""
     longest = 2
     for n in fig.cells():
         axis = fig.layout[f"yaxis{n}"]
+        if "ticktext" in axis:
+            longest = max(longest, *(len(text) for text in axis["ticktext"]))
+            continue
         if axis.get("type") == "log":
             longest = max(longest, 5)
             continue
@@ -1086,7 +1103,7 @@ def grad_norm_figure(run: Run, twin: Run | None = None) -> go.Figure:
 
 
 def update_ratio_figure(run: Run, twin: Run | None = None) -> go.Figure:
-    """Update:data ratio of the conv and head weights, against the 1e-3 rule of thumb."""
+    """Update:data ratio of the conv and head weights, against Karpathy's 1e-3 heuristic."""
     fig = _Spec()
     for r, label, dash in _members(run, twin):
         if not r.num_steps:
@@ -1117,9 +1134,9 @@ def update_ratio_figure(run: Run, twin: Run | None = None) -> go.Figure:
         x=[1, last],
         y=[UPDATE_RATIO_REFERENCE] * 2,
         mode="lines",
-        name="1e-3: Karpathy's rule of thumb",
+        name="1e-3: Karpathy's heuristic (makemore part 3)",
         line=dict(color=NEUTRAL, dash="dot", width=2),
-        hovertemplate="1e-3: Karpathy's rule of thumb<extra></extra>",
+        hovertemplate="1e-3: Karpathy's heuristic for an MLP with plain SGD<extra></extra>",
     )
     fig.add(reference)
     if _empty(run, twin):
@@ -1130,7 +1147,7 @@ def update_ratio_figure(run: Run, twin: Run | None = None) -> go.Figure:
         "Update:data ratio of the weights",
         y_title="‖update‖ / ‖weights‖ (log scale)",
         note="how far each step moves the weights, relative to their size; dotted: 1e-3, "
-        "Karpathy's rule of thumb",
+        "a heuristic from Karpathy's makemore part 3 (an MLP trained with plain SGD)",
         log_y=True,
     )
 
@@ -1190,7 +1207,8 @@ def batch_noise_figure(noise) -> go.Figure:
     )
     titles = [  # the full-data value here rather than by its line, where bars would hide it
         f"batch {what}s{' (biased)' if what == 'variance' else ''}: "
-        f"std {values.std() if len(values) else math.nan:.3g} (all test images: {full:.4g})"
+        f"std {values.std() if len(values) else math.nan:.3g} (the {what} over all test "
+        f"images: {full:.4g})"
         for values, full, what, _ in panels
     ]
     fig = _Spec(cols=2, spacing=0.08, titles=titles)

@@ -168,6 +168,8 @@ class Run:
         # kept in memory to draw under the branch, not saved (the branch's own record holds
         # every step, and the change that started it).
         self.parent: Run | None = None
+        # the twin's record, in a run saved or loaded with one (a live twin is its own Run)
+        self.twin: Run | None = None
 
     def frozen(self) -> Run:
         """The record as it is now, unchanged by later steps: for drawing while training goes
@@ -225,8 +227,10 @@ class Run:
         return total
 
     # ---- serialization ----
-    def to_dict(self) -> dict:
-        """Strict-JSON dict (non-finite floats become the strings NaN, Infinity, -Infinity)."""
+    def to_dict(self, twin: Run | None = None) -> dict:
+        """Strict-JSON dict (non-finite floats become the strings NaN, Infinity, -Infinity),
+        with `twin` (by default self.twin), the network trained in lockstep, under "twin"."""
+        twin = twin if twin is not None else self.twin
         layers = []
         for i, (info, snaps) in enumerate(zip(self.layers, self.snapshots)):
             layer = {
@@ -274,6 +278,8 @@ class Run:
                 for name in self.params
             },
             "changes": [dict(c) for c in self.changes],
+            # the twin's own twin is never saved: one level only
+            "twin": None if twin is None else {**twin.to_dict(), "twin": None},
         }
 
     @classmethod
@@ -294,9 +300,9 @@ class Run:
         ) as e:
             raise _invalid(type(e).__name__) from None
 
-    def to_json(self) -> str:
-        """The record as compact strict JSON."""
-        return json.dumps(self.to_dict(), allow_nan=False, separators=(",", ":"))
+    def to_json(self, twin: Run | None = None) -> str:
+        """The record (and its twin's, see to_dict) as compact strict JSON."""
+        return json.dumps(self.to_dict(twin), allow_nan=False, separators=(",", ":"))
 
     def save(self, path: str | Path) -> Path:
         """Write JSON atomically: a temporary file in the same folder, flushed to disk, then
@@ -490,7 +496,8 @@ def _from_dict(d) -> Run:
         raise _invalid("missing format 'bnviz-run'")
     if not is_int(d.get("version")) or d["version"] != VERSION:
         raise _invalid(f"version {_quote(d.get('version'))} is not supported; expected {VERSION}")
-    _fields(d, KEYS, "the run")
+    twin = d.get("twin")  # optional: files saved before twins were saved lack it
+    _fields({k: v for k, v in d.items() if k != "twin"}, KEYS, "the run")
     config = _config(d["config"])
     status, message = d["status"], d["message"]
     if not isinstance(status, str) or status not in STATUSES:
@@ -544,7 +551,19 @@ def _from_dict(d) -> Run:
     run.acc_running_stats = _decode(ev["acc_running_stats"], (m,), "acc_running_stats").tolist()
     run.acc_batch_stats = _decode(ev["acc_batch_stats"], (m,), "acc_batch_stats").tolist()
     run.changes = _changes(d["changes"], config, n)
+    if twin is not None:
+        run.twin = _twin(twin, config)
     return run
+
+
+def _twin(d, config: TrainConfig) -> Run:
+    """The twin's record: a run of its own, of the same config but for the norm, with no twin."""
+    if not isinstance(d, dict) or d.get("twin") is not None:
+        raise _invalid("twin must be a run record without a twin of its own")
+    twin = _from_dict(d)
+    if twin.config.replace(norm=config.norm) != config:
+        raise _invalid("twin must have the run's config but for its norm")
+    return twin
 
 
 def _plain_value(value) -> bool:

@@ -29,6 +29,9 @@ EVAL_SIZE = 500  # held-out images used for test accuracy
 EVAL_CHUNK = 100  # evaluated this many at a time (eval mode: each image on its own anyway)
 MIN_SNAPSHOT_EVERY = 5  # histograms cost time: at most one snapshot every 5 steps by default
 MIN_EVAL_EVERY = 25
+# With the automatic cadence, test accuracy is also measured after these steps: the first
+# steps are where students look first, and a run's first 25 steps otherwise show step 0's.
+EARLY_EVALS = (5, 10, 20)
 EXPLODED = 100.0  # a loss this many times the first step's loss counts as diverged
 PERCENTILES = (15.0, 50.0, 85.0)
 # Histograms, layer percentiles and saturation use the batch's first 8 images: at least 8 x 16
@@ -45,10 +48,17 @@ def snapshot_every(config: TrainConfig) -> int:
 
 
 def eval_every(config: TrainConfig) -> int:
-    """Test-accuracy cadence: about 20 evaluations per run, at least MIN_EVAL_EVERY steps apart."""
+    """Test-accuracy cadence: about 20 evaluations per run, at least MIN_EVAL_EVERY steps apart
+    (and, when automatic, at EARLY_EVALS as well: see eval_due)."""
     if config.eval_every is not None:
         return config.eval_every
     return max(MIN_EVAL_EVERY, math.ceil(config.steps / 20))
+
+
+def eval_due(step: int, every: int, early: bool = True) -> bool:
+    """Whether test accuracy is measured after `step` steps: every `every` steps (step 0,
+    the untrained model, included) and, with `early`, also after each of EARLY_EVALS."""
+    return step % every == 0 or (early and step in EARLY_EVALS)
 
 
 def _generator(seed: int, stream: int) -> np.random.Generator:
@@ -236,6 +246,7 @@ class Trainer:
         self.eval_y = torch.from_numpy(self.data.y_test[:EVAL_SIZE].copy())
         self.snapshot_every = snapshot_every(config)
         self.eval_every = eval_every(config)
+        self.eval_early = config.eval_every is None  # a set cadence is kept exactly
         # the values in force now; set() changes them mid-run
         self.settings = {k: getattr(config, k) for k in LIVE_FIELDS}
         self.params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
@@ -374,7 +385,7 @@ class Trainer:
         self.run.table.append(values)
         if snapshot:
             self._store_snapshots(step)
-        if step % self.eval_every == 0:
+        if eval_due(step, self.eval_every, self.eval_early):
             self.evaluate()
         if step >= config.steps and self.run.status == "running":
             self._end("completed", f"finished {step} steps")

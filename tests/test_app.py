@@ -126,7 +126,9 @@ def test_training_waits_in_a_queue_when_every_thread_is_busy(app, monkeypatch):
     monkeypatch.setattr("bnviz.ui.page.worker", busy)
     try:
         app.button(key="play").click().run()
-        assert "queued, position 1" in status_text(app)
+        status = status_text(app)
+        assert "waiting for a free trainer (1 of 1 busy), 1st in line" in status
+        assert "playing" not in status and "queued" not in status  # nothing moves yet
         assert session(app).run.num_steps == FIRST_STEPS
     finally:
         gate.set()
@@ -134,7 +136,7 @@ def test_training_waits_in_a_queue_when_every_thread_is_busy(app, monkeypatch):
     while session(app).run.num_steps == FIRST_STEPS and time.monotonic() < deadline:
         time.sleep(0.05)
     app.run()
-    assert "queued" not in status_text(app) and session(app).run.num_steps > FIRST_STEPS
+    assert "waiting" not in status_text(app) and session(app).run.num_steps > FIRST_STEPS
     app.button(key="pause").click().run()
 
 
@@ -359,3 +361,141 @@ def test_continue_and_fork_after_torch_refuses_eps_zero():
     open_view(at, "Save & replay")
     saved = Run.from_json(session(at).run.to_json())
     assert saved.changes == session(at).run.changes and saved.status == "running"
+
+
+def test_test_accuracy_says_the_step_it_was_measured_at(app):
+    run, twin = session(app).run, session(app).twin
+    assert run.eval_steps[-1] == FIRST_STEPS  # measured densely early: not step 0's value
+    labels = {m.label: m.value for m in app.metric}
+    running = f"Test accuracy at step {FIRST_STEPS}, running stats"
+    assert labels[running] == f"{run.acc_running_stats[-1]:.1%}"
+    twin_label = f"Twin ({twin.config.norm}): test accuracy at step {FIRST_STEPS}"
+    assert labels[twin_label] == f"{twin.acc_running_stats[-1]:.1%}"
+    app.button(key="step").click().run()  # step 30: no new measurement since step 25
+    labels = {m.label for m in app.metric}
+    assert f"Test accuracy at step {run.eval_steps[-1]}, batch stats" in labels
+    assert run.eval_steps[-1] == 25
+
+
+def test_a_hidden_field_cannot_be_changed():
+    at = open_app(scenario="momentum-lag", hide="eps,momentum")
+    keys = {w.key for kind in ("checkbox", "slider", "select_slider") for w in at.get(kind)}
+    assert not keys & {"momentum", "momentum_none", "eps"}  # no widget sets momentum or eps
+    momentum = session(at).trainer.model.blocks[0].norm.momentum
+    assert momentum == 0.01  # the scenario's
+    at.session_state["momentum_none"] = True  # forced, as a stray widget would
+    at.session_state["momentum"] = 0.5
+    at.run()
+    at.button(key="step").click().run()
+    assert not at.exception, at.exception
+    assert session(at).trainer.model.blocks[0].norm.momentum == momentum
+    assert session(at).run.changes == []
+
+
+def test_a_hidden_learning_rate_survives_a_change_of_optimizer():
+    at = open_app(lr="0.3", hide="lr")
+    at.radio(key="optimizer").set_value("adam").run()
+    assert session(at).run.config.optimizer == "adam" and session(at).run.config.lr == 0.3
+
+
+def test_a_replayed_run_keeps_its_twin(app):
+    from bnviz.ui.views.export import saved_json
+
+    app.button(key="step").click().run()
+    live = session(app).frame()
+    assert live.twin is not None
+    replayed = Run.from_json(saved_json(live))  # what "Run record (JSON)" downloads
+    app.session_state["session"] = Session.replaying(replayed)
+    open_view(app, "Training")
+    loss = figure(app, "loss")
+    dashed = [t for t in loss["data"] if t.get("line", {}).get("dash") == "dash"]
+    assert dashed  # the twin's curve, from the file
+    np.testing.assert_allclose(values(dashed[0]), live.twin.metric("train_loss"), rtol=1e-5)
+    step = live.twin.eval_steps[-1]
+    labels = {m.label: m.value for m in app.metric}
+    twin_label = f"Twin ({live.twin.config.norm}): test accuracy at step {step}"
+    assert labels[twin_label] == f"{live.twin.acc_running_stats[-1]:.1%}"
+    open_view(app, "Save & replay")
+    replay_note = " ".join(s.value for s in app.success)
+    steps = f"step {live.run.num_steps} of {live.run.config.steps}"
+    assert f"saved at {steps}, before it finished" in replay_note  # paused: not "running"
+    assert "status running" not in replay_note and "with its twin" in replay_note
+
+
+def test_a_refused_link_leaves_the_sidebar_showing_the_settings_in_force():
+    at = open_app(batch_size="512", width="64", depth="6", steps="5000", lr="0.3")
+    config = session(at).run.config
+    assert (config.batch_size, config.widths[0], len(config.widths), config.steps) == (
+        64, 16, 3, 300,
+    )  # fmt: skip
+    sidebar = {k: at.select_slider(key=k).value for k in ("batch_size", "width", "depth", "steps")}
+    assert sidebar == {"batch_size": 64, "width": 16, "depth": 3, "steps": 300}
+    assert config.lr == 0.3 and at.select_slider(key="lr").value == 0.3  # the rest of the link
+    refusal = " ".join(e.value for e in at.error)
+    assert "batch size 512 x width of the first block 64" in refusal.lower()
+    assert "widths[0]" not in refusal and "5,000 steps x 704 channels" in refusal
+    at.select_slider(key="batch_size").set_value(512).run()  # later, from the sidebar:
+    at.select_slider(key="width").set_value(32).run()  # 512 x 32 is over the cap
+    assert not at.exception, at.exception
+    assert (at.select_slider(key="batch_size").value, at.select_slider(key="width").value) == (
+        512, 16,
+    )  # fmt: skip
+    config = session(at).run.config_in_force()
+    assert (config.batch_size, config.widths[0]) == (512, 16)
+    assert "x width of the first block 32" in " ".join(e.value for e in at.error)
+
+
+def test_the_address_bar_follows_the_picked_scenario_and_view(app):
+    app.selectbox(key="scenario").set_value("momentum-lag").run()
+    assert app.query_params["scenario"] == "momentum-lag"
+    open_view(app, "Gradients")
+    copied = dict(app.query_params)  # the URL a student copies now
+    assert copied["view"] == "Gradients"
+    reopened = open_app(**copied)
+    assert reopened.session_state["scenario"] == "momentum-lag"
+    assert reopened.session_state["view"] == "Gradients"
+    assert session(reopened).trainer.model.blocks[0].norm.momentum == 0.01
+
+
+def test_labels_say_what_they_show(app):
+    from bnviz.trainer import HIST_IMAGES
+
+    loss, accuracy = figure(app, "loss"), figure(app, "accuracy")
+    (train_loss,) = [t for t in traces(loss, "main")]
+    (train_acc,) = [t for t in traces(accuracy, "training batches") if "main" in t["name"]]
+    assert train_acc["line"]["color"] == train_loss["line"]["color"]  # one colour per network line
+    open_view(app, "Activations")
+    captions = " ".join(c.value for c in app.caption)
+    assert f"first {HIST_IMAGES} images" in captions
+    open_view(app, "Train vs eval")
+    titles = " ".join(
+        a.get("text", "") for a in figure(app, "batch_noise")["layout"]["annotations"]
+    )
+    noise = app.session_state["batch_noise"][2]
+    assert f"the mean over all test images: {noise.full_mean:.4g}" in titles  # not a std
+    app.slider(key="momentum").set_value(1.0).run()
+    app.button(key="step").click().run()
+    open_view(app, "Running statistics")
+    assert {m.label: m.value for m in app.metric}["Averaging window"] == "≈ 1 step"
+
+
+def test_the_update_formula_brackets_negative_factors():
+    from bnviz.ui.views.running_stats import formula_latex
+
+    numbers = dict(
+        factor=0.1, running_before=-0.002226, batch=-0.5, running_after=-0.05200,
+        var_running_before=1.0, var_batch_biased=0.25, var_running_after=0.925, m=64,
+    )  # fmt: skip
+    mean, var = formula_latex(numbers)
+    assert r"(1 - 0.1)\times(-0.002226) + 0.1\times(-0.5) = -0.052" in mean
+    assert r"\,-" not in mean and r"(1 - 0.1)\times1 + 0.1\times" in var
+
+
+def test_the_update_ratio_caption_cites_its_heuristic_and_quotes_this_run(app):
+    open_view(app, "Gradients")
+    caption = " ".join(c.value for c in app.caption)
+    assert "makemore part 3" in caption and "heuristic" in caption
+    assert "far above it the updates are too large" not in caption
+    for r in (session(app).run, session(app).twin):
+        conv = [r.param_stat(n, "update_ratio")[-20:] for n in r.params if "conv.weight" in n]
+        assert f"{np.median(np.concatenate(conv)):.1e}" in caption  # this run's own ratios

@@ -449,11 +449,23 @@ def test_log_axes_label_decades_only_when_the_data_span_several(twins):
 
     assert ticks(1e-4, 5e-2) == dict(type="log", dtick=1, exponentformat="power")  # 10⁻⁴, 10⁻³…
     assert ticks(9e-4, 4e-2)["dtick"] == 1  # 10⁻³ and 10⁻² are both in range
-    assert ticks(3e-3, 4e-2)["dtick"] == "D2"  # one decade tick only: 5, 10⁻², 2 as well
-    assert ticks(1.5, 4)["dtick"] is None  # plotly's own ticks within half a decade
+    # within a decade or two, 1-2-5 (or 1..9 below half a decade), each with its whole value
+    assert ticks(3e-3, 4e-2)["ticktext"] == ["0.005", "0.01", "0.02"]
+    assert ticks(1.5, 4)["ticktext"] == ["2", "3", "4"]
+    assert ticks(0.2, 1.0)["ticktext"] == ["0.2", "0.5", "1"]  # not plotly's "2, 5, 1"
     main = twins[0]
     for fig in (F.grad_norm_figure(*twins), F.update_ratio_figure(*twins), F.gain_figure(main, 0)):
-        assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.exponentformat == "power"
+        axis = fig.layout.yaxis
+        assert axis.type == "log" and (axis.exponentformat == "power" or axis.ticktext)
+
+
+def test_gain_axis_at_eps_1_reads_the_gains_themselves():
+    trainer = Trainer(TrainConfig(widths=(8,), batch_size=16, steps=3, eps=1.0))
+    run = trainer.step(3)
+    axis = F.gain_figure(run, 0).layout.yaxis
+    assert axis.ticktext and axis.dtick is None
+    assert [float(text) for text in axis.ticktext] == list(axis.tickvals)  # "0.5" reads 0.5
+    assert all(value <= 1 for value in axis.tickvals)  # gains under 1: eps 1 caps them there
 
 
 def test_batch_noise_figure_marks_the_full_data_values():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import SMALL, TALLY
 
-from bnviz import Run, TrainConfig, Trainer, train
+from bnviz import Lockstep, Run, TrainConfig, Trainer, train
 
 
 def test_to_dict_is_strict_json_with_the_documented_keys(small_trainer):
@@ -163,3 +163,25 @@ def test_a_network_with_a_one_channel_block_reloads_identically():
     trainer.step(6)
     assert trainer.run.layer_stat(0, "batch_mean").shape == (6, 1)
     assert Run.from_json(trainer.run.to_json()).to_json() == trainer.run.to_json()
+
+
+def test_a_twin_is_saved_with_the_run_and_checked_on_load():
+    config = TrainConfig(widths=(4, 8), batch_size=16, steps=6, eval_every=3)
+    lock = Lockstep([config, config.replace(norm="group")])
+    lock.step(6)
+    run, twin = lock.runs
+    loaded = Run.from_json(run.to_json(twin))
+    assert loaded.twin.to_json() == twin.to_json()
+    assert Run.from_json(loaded.to_json()).to_json() == loaded.to_json()  # kept on re-save
+    assert Run.from_json(run.to_json()).twin is None
+    older = run.to_dict()
+    del older["twin"]  # saved before twins were
+    assert Run.from_dict(older).twin is None
+    other = run.to_dict(twin)
+    other["twin"]["config"]["seed"] = 1
+    with pytest.raises(ValueError, match="twin must have the run's config"):
+        Run.from_dict(other)
+    nested = run.to_dict(twin)
+    nested["twin"]["twin"] = run.to_dict()
+    with pytest.raises(ValueError, match="without a twin of its own"):
+        Run.from_dict(nested)

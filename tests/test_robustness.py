@@ -99,16 +99,17 @@ def test_any_link_opens_the_app_with_valid_settings_or_a_message(params, quick_o
     assert "<" not in errors(at)
 
 
-def test_over_the_cap_in_the_sidebar_is_refused_and_the_run_keeps_its_settings():
+def test_over_the_cap_in_the_sidebar_is_refused_and_the_run_and_sidebar_keep_their_settings():
     TALLY["resource cap cases"] += 1
     at = open_app()
     before = session(at)
     at.select_slider(key="batch_size").set_value(512).run()
     at.select_slider(key="width").set_value(64).run()
     assert not at.exception
-    assert "batch_size x widths[0]" in errors(at) and f"{MAX_BATCH_X_WIDTH:,}" in errors(at)
-    assert "512 x 64 = 32,768" in errors(at)
-    assert session(at) is before and session(at).run.config.batch_size == 64
+    assert "width of the first block" in errors(at) and f"{MAX_BATCH_X_WIDTH:,}" in errors(at)
+    assert "batch size 512 x width of the first block 64 = 32,768" in errors(at).lower()
+    assert session(at) is before and session(at).run.config.widths[0] == 16
+    assert at.select_slider(key="width").value == 16  # the sidebar shows what is in force
     at.select_slider(key="width").set_value(16).run()  # 512 x 16 is allowed
     assert not errors(at) and session(at).trainer.settings["batch_size"] == 512
 
@@ -120,14 +121,14 @@ def test_a_long_run_of_a_wide_network_is_refused_in_the_sidebar(quick_openings):
     at.select_slider(key="width").set_value(64).run()
     assert not errors(at)
     at.select_slider(key="steps").set_value(5000).run()
-    assert "steps x sum(widths)" in errors(at) and f"{MAX_STEPS_X_CHANNELS:,}" in errors(at)
-    assert session(at).run.config.steps == 300
+    assert "5,000 steps x 704 channels" in errors(at) and f"{MAX_STEPS_X_CHANNELS:,}" in errors(at)
+    assert session(at).run.config.steps == 300 and at.select_slider(key="steps").value == 300
 
 
 def test_over_the_cap_in_a_link_is_refused_with_the_defaults_in_force(quick_openings):
     TALLY["resource cap cases"] += 1
     at = open_app(batch_size="512", width="64", depth="6")
-    assert "batch_size x widths[0]" in errors(at)
+    assert "batch size 512 x width of the first block 64" in errors(at).lower()
     assert session(at).run.config == TrainConfig()
 
 
@@ -204,6 +205,11 @@ def test_a_diverged_run_shows_its_step_and_charts():
         at.button(key="step").click().run()
     run = session(at).run
     assert run.status == "diverged" and f"diverged at step {run.diverged_step}" in errors(at)
+    status = " ".join(m.value for m in at.markdown)  # the status line agrees with the message
+    assert (
+        f"stopped after step {run.num_steps} of 300; step {run.diverged_step} was refused" in status
+    )
+    assert f"step {run.num_steps} of 300 ·" not in status
     assert at.get("plotly_chart")
 
 
@@ -220,7 +226,9 @@ def test_a_twin_that_fails_says_so_while_the_main_network_goes_on(quick_openings
     at = open_app(norm="group", twin="batch", depth="6", width="4", batch_size="1")
     assert session(at).run.status == "running"
     assert session(at).twin.status == "failed"
-    assert any("The twin (batch norm) stopped at step" in w.value for w in at.warning)
+    assert any(
+        "The twin (batch norm) stopped; its curves end at step 0" in w.value for w in at.warning
+    )
     assert any("teaching moment" in i.value for i in at.info)
 
 

@@ -8,7 +8,14 @@ from conftest import SMALL, TALLY
 
 from bnviz import Lockstep, Run, TrainConfig, Trainer, train
 from bnviz import datasets as ds
-from bnviz.trainer import HIST_IMAGES, _Batches, to_tensor
+from bnviz.trainer import (
+    EARLY_EVALS,
+    HIST_IMAGES,
+    MIN_EVAL_EVERY,
+    _Batches,
+    eval_due,
+    to_tensor,
+)
 
 
 def test_records_one_row_per_step_with_every_statistic(small_trainer):
@@ -92,6 +99,22 @@ def test_eval_record(small_trainer):
     assert run.eval_steps == [0, 10, 20, 30, 40]
     assert len(run.acc_running_stats) == len(run.acc_batch_stats) == 5
     assert run.acc_running_stats[-1] > run.acc_running_stats[0]
+
+
+def test_automatic_cadence_measures_densely_early_and_each_value_at_its_step():
+    trainer = Trainer(TrainConfig(widths=(4,), steps=60))
+    assert trainer.eval_every == MIN_EVAL_EVERY
+    measured = {}
+    for step in range(1, 61):
+        trainer.step(1)
+        if step in (5, 20):  # the accuracy of the model as it is after that step
+            measured[step] = trainer.accuracy()[0]
+    run = trainer.run
+    assert run.eval_steps == [0, *EARLY_EVALS, 25, 50, 60]
+    acc = dict(zip(run.eval_steps, run.acc_running_stats))
+    for step, value in measured.items():
+        assert acc[step] == pytest.approx(value, abs=1e-6)
+    assert [eval_due(s, 25, early=False) for s in (0, 5, 25)] == [True, False, True]
 
 
 def test_snapshots_histograms_are_complete_and_edges_fixed(small_trainer):

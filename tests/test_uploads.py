@@ -17,7 +17,8 @@ import pytest
 import torch
 from conftest import TALLY
 
-from bnviz import Run, TrainConfig, Trainer, record
+from bnviz import Lockstep, Run, TrainConfig, Trainer, record
+from bnviz.ui.controls import CONTROLS
 from bnviz.ui.views import export
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -289,16 +290,20 @@ def test_the_download_of_a_diverged_run_reloads_to_the_same_record(monkeypatch):
     saved = generators[button.proto.deferred_file_id]()
     loaded = Run.from_json(saved)
     assert loaded.status == "diverged" and loaded.message == run.message
-    assert loaded.to_json() == saved == run.to_json()
+    twin = at.session_state["session"].twin
+    assert loaded.twin is not None and loaded.twin.status == twin.status  # saved with its twin
+    assert loaded.to_json() == saved == run.to_json(twin)
 
 
 def test_the_default_run_fits_the_upload_cap_and_larger_runs_load_in_python(tmp_path, monkeypatch):
-    """The cap admits the default run (300 steps) with room to spare; a run over the cap is
-    refused by the upload but loads from a file, identical, with Run.load."""
-    trainer = Trainer(TrainConfig())
-    trainer.step(20)
-    d = trainer.run.to_dict()
-    snapshots = [layer.pop("snapshots") for layer in d["layers"]]
+    """The cap admits the default run (300 steps), saved with its default twin, with room to
+    spare; a run over the cap is refused by the upload but loads from a file, identical, with
+    Run.load."""
+    lock = Lockstep([TrainConfig(), TrainConfig(norm=CONTROLS["twin"][0])])
+    lock.step(20)
+    trainer = lock.trainers[0]
+    d = trainer.run.to_dict(lock.runs[1])
+    snapshots = [layer.pop("snapshots") for layer in d["layers"] + d["twin"]["layers"]]
     per_step = len(json.dumps(d, separators=(",", ":"))) / 20
     per_snapshot = len(json.dumps(snapshots, separators=(",", ":"))) / len(snapshots[0]["steps"])
     default = per_step * 300 + per_snapshot * 300 / trainer.snapshot_every

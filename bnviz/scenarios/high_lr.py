@@ -596,15 +596,19 @@ def _explain_live(run: Run | None, twin: Run | None) -> list[str]:
     if run is None or not run.eval_steps or run.num_steps == 0:
         return []
     text = (
-        f"**Live run** (lr {lr_text(in_force(run, 'lr'))}, {run.config.optimizer}): after "
-        f"{run.num_steps} steps the main network ({NAMES.get(run.config.norm, run.config.norm)}) "
-        f"is at {pct(run.acc_running_stats[-1])} test accuracy"
+        f"**Live run** (lr {lr_text(in_force(run, 'lr'))}, {run.config.optimizer}), "
+        f"{run.num_steps} steps so far: the main network "
+        f"({NAMES.get(run.config.norm, run.config.norm)}) was at "
+        f"{pct(run.acc_running_stats[-1])} test accuracy at step {run.eval_steps[-1]}"
     )
     if run.status == "diverged":
         text += f" (diverged at step {run.diverged_step})"
     if twin is not None and twin.eval_steps:
         name = NAMES.get(twin.config.norm, twin.config.norm)
-        text += f"; the twin ({name}) at {pct(twin.acc_running_stats[-1])}"
+        text += (
+            f"; the twin ({name}) at {pct(twin.acc_running_stats[-1])} at step "
+            f"{twin.eval_steps[-1]}"
+        )
         if twin.status == "diverged":
             text += f" (diverged at step {twin.diverged_step})"
     return [text + "."]

@@ -319,8 +319,8 @@ def _explain_live(run: Run | None) -> list[str]:
     )
     if run.eval_steps:
         text += (
-            f"; test accuracy {pct(run.acc_running_stats[-1])} in eval mode, "
-            f"{pct(run.acc_batch_stats[-1])} with batch statistics"
+            f"; test accuracy at step {run.eval_steps[-1]}: {pct(run.acc_running_stats[-1])} "
+            f"in eval mode, {pct(run.acc_batch_stats[-1])} with batch statistics"
         )
     return [text + ". Press **Recompute precise statistics** to measure the fix on it."]
 

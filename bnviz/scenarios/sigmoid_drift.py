@@ -279,7 +279,8 @@ def _explain_live(run: Run | None, twin: Run | None) -> list[str]:
     if not parts:
         return []
     return [
-        f"**Live run** ({run.config.activation}, {run.num_steps} steps so far, last block): "
+        f"**Live run** ({run.config.activation}, {run.num_steps} steps so far, last block, "
+        f"snapshots of steps {run.snapshots[-1].steps[0]} to {run.snapshots[-1].steps[-1]}): "
         + "; ".join(parts)
         + "."
     ]

@@ -276,13 +276,16 @@ def _explain_live(run: Run | None, twin: Run | None) -> list[str]:
     name = NAMES.get(run.config.norm, run.config.norm)
     text = (
         f"**Live run** (batch {in_force(run, 'batch_size')}, {run.num_steps} steps): {name} "
-        f"{err(1 - run.acc_running_stats[-1])} test error in eval mode"
+        f"{err(1 - run.acc_running_stats[-1])} test error at step {run.eval_steps[-1]} in eval mode"
     )
     if run.config.norm == "batch":
         text += f", {err(1 - run.acc_batch_stats[-1])} with batch statistics"
     if twin is not None and twin.eval_steps:
         twin_name = NAMES.get(twin.config.norm, twin.config.norm)
-        text += f"; twin ({twin_name}) {err(1 - twin.acc_running_stats[-1])}"
+        text += (
+            f"; twin ({twin_name}) {err(1 - twin.acc_running_stats[-1])} at step "
+            f"{twin.eval_steps[-1]}"
+        )
     return [text + "."]
 
 

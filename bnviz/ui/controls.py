@@ -49,6 +49,18 @@ CONTROLS: dict[str, tuple[object, tuple | None]] = {
     "twin": ("none", TWINS),
 }
 DEFAULTS = {key: default for key, (default, _) in CONTROLS.items()}
+LOCKED_VALUES = "locked_values"  # session state: the values hidden controls keep, by key
+# Controls that set the same field of the run: hiding one of them locks them all.
+SAME_FIELD = (frozenset({"momentum", "momentum_none"}),)
+
+
+def locked(hidden) -> set[str]:
+    """The controls a list of hidden ones locks: each, with every control that sets its field."""
+    keys = set(hidden)
+    for group in SAME_FIELD:
+        if keys & group:
+            keys |= group
+    return keys
 
 
 def plain(text: str) -> str:

@@ -4,6 +4,8 @@ used is ignored with a visible note."""
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 import streamlit as st
 
 from ..config import quote
@@ -33,6 +35,7 @@ def apply_scenario(scenario_id: str) -> None:
     preset = {} if scenario_id == FREE_PLAY else SCENARIOS[scenario_id].preset
     for key, default in DEFAULTS.items():
         st.session_state[key] = preset.get(key, default)
+    st.session_state.pop(controls.LOCKED_VALUES, None)  # hidden controls lock these values anew
     own = [] if scenario_id == FREE_PLAY else list(SCENARIOS[scenario_id].hidden)
     # a link's ?hide= stays in force whatever scenario is picked: the teacher's lock holds
     st.session_state["hidden"] = sorted(set(own) | set(st.session_state.get("link_hidden", [])))
@@ -98,11 +101,15 @@ def scenario_picker() -> str:
 
 
 def share_link(values: dict, scenario: str) -> None:
-    """A copyable link to the current setup."""
+    """A copyable link to the current setup, which the address bar shows too: a copied URL
+    keeps the scenario, the view and the settings."""
     hidden = st.session_state.get("hidden", [])
     query = controls.link_query(
         values, None if scenario == FREE_PLAY else scenario, hidden, st.session_state.get("view")
     )
+    wanted = dict(parse_qsl(query))
+    if st.query_params.to_dict() != wanted:  # only a change reaches the browser
+        st.query_params.from_dict(wanted)
     base = st.context.url or ""
     base = base.split("?")[0]
     with st.sidebar.expander("Copy a link to this setup"):

@@ -22,7 +22,7 @@ from ..scenarios import FREE_PLAY, SCENARIOS
 from ..trainer import Lockstep
 from . import links, scenario_panel, sidebar
 from . import session as sessions
-from .controls import CONTROLS, plain
+from .controls import CONTROLS, LOCKED_VALUES, plain
 from .session import Frame, Session, structural_key
 from .views import activations, export, gradients, running_stats, theory, train_eval, training
 
@@ -72,6 +72,7 @@ STATE_ICONS = {
     "failed": ":material/error:",
     "stopped": ":material/stop:",
     "replay": ":material/history:",
+    "waiting": ":material/hourglass:",
 }
 
 
@@ -98,12 +99,7 @@ def _guarded(draw: Callable) -> Callable:
 
 
 def _where(position: int | None) -> str:
-    if not position:
-        return "running"
-    return (
-        f"queued, position {position}: {worker.threads} trainings run at once on this server, "
-        "and this one starts when a thread is free"
-    )
+    return sessions.queue_text(position, worker.threads) if position else "running"
 
 
 def _wait(future: Future, key: tuple, doing: str):
@@ -353,8 +349,15 @@ def describe(config: TrainConfig) -> str:
 
 def _status(frame: Frame):
     run, state = frame.run, frame.state
-    text = f"{STATE_ICONS[state]} **{state}** · step {run.num_steps} of {run.config.steps}"
     position = worker.position(("train", frame.serial)) if state == "playing" else None
+    if position:  # asked to play, but nothing moves yet: it does not say playing
+        state = "waiting"
+    text = f"{STATE_ICONS[state]} **{state}** · step {run.num_steps} of {run.config.steps}"
+    if run.status == "diverged" and run.diverged_step is not None:  # as the message counts
+        text = (
+            f"{STATE_ICONS[state]} **{state}** · stopped after step {run.num_steps} of "
+            f"{run.config.steps}; step {run.diverged_step} was refused (its loss blew up)"
+        )
     if position:
         text += f" · {_where(position)}"
     elif frame.replay is None and frame.steps_per_second:
@@ -367,8 +370,8 @@ def _status(frame: Frame):
     messages = run.message + (twin.message if twin is not None else "")
     if twin is not None and twin.status in ("diverged", "failed"):
         st.warning(
-            f"The twin ({twin.config.norm} norm) stopped at step {twin.num_steps}; its curves "
-            f"end there: {plain(twin.message)}",
+            f"The twin ({twin.config.norm} norm) stopped; its curves end at step "
+            f"{twin.num_steps}: {plain(twin.message)}",
             icon=":material/warning:",
         )
     if "eps must be positive during training" in messages:
@@ -449,15 +452,37 @@ def _scenario():
 
 
 def _settings(hidden: set[str]) -> tuple[TrainConfig, str, str | None]:
-    """The sidebar's configuration and twin, and why they were refused if they were: then
-    the last accepted ones stay in force (or the defaults, on a first page)."""
+    """The sidebar's configuration and twin, and why they were refused if they were. A refused
+    combination (over a cap, e.g. batch x width) sends the sidebar back to the last accepted
+    values of the capped controls (the scenario's or the defaults, on a first page) and draws
+    the page again, so the sidebar shows the settings in force."""
     try:
         config, twin = sidebar.controls(hidden)
-    except ValueError as e:  # a combination over a cap, e.g. batch x width
-        config, twin = st.session_state.get("settings", (TrainConfig(), sidebar.DEFAULTS["twin"]))
-        return config, twin, str(e)
+    except ValueError as e:
+        if st.session_state.pop("restoring", False):  # those failed too: never loop
+            config, twin = st.session_state.get("settings", (TrainConfig(), "none"))
+            return config, twin, str(e)
+        accepted = st.session_state.get("accepted") or _preset_values()
+        st.session_state["restore"] = {key: accepted[key] for key in sidebar.CAPPED}
+        st.session_state["restoring"], st.session_state["refused"] = True, str(e)
+        st.rerun()
+    st.session_state.pop("restoring", None)
     st.session_state["settings"] = config, twin
-    return config, twin, None
+    st.session_state["accepted"] = sidebar.values()
+    return config, twin, st.session_state.pop("refused", None)
+
+
+def _preset_values() -> dict:
+    scenario = _scenario()
+    return {**sidebar.DEFAULTS, **(scenario.preset if scenario is not None else {})}
+
+
+def _restore_controls() -> None:
+    """Before any widget is drawn: put back the values _settings chose (see there)."""
+    restore = st.session_state.pop("restore", None)
+    if restore:
+        st.session_state.update(restore)
+        st.session_state.pop(LOCKED_VALUES, None)  # hidden ones lock the restored values
 
 
 def main():
@@ -470,6 +495,7 @@ def _page():
     sidebar.init_state()
     if "link_notes" not in st.session_state:  # the first run of this session reads the link
         st.session_state["link_notes"] = links.apply_link(dict(st.query_params))
+    _restore_controls()
     scenario_id = links.scenario_picker()
     config, twin, refused = _settings(set(st.session_state.get("hidden", [])))
     links.share_link(sidebar.values(), scenario_id)
@@ -481,7 +507,9 @@ def _page():
             "Some settings in the link were ignored: " + "; ".join(st.session_state["link_notes"])
         )
     if refused:
-        st.error(f"{refused}. The run keeps its previous settings.", icon=":material/block:")
+        st.error(
+            f"{refused}. The sidebar is back to the settings in force.", icon=":material/block:"
+        )
     if "data_error" in st.session_state:
         note = st.session_state["data_error"].replace(datasets.OFFLINE_HINT, "").strip()
         st.warning(f"{note} Showing the built-in 'shapes' data set, which works offline.")

@@ -9,7 +9,7 @@ from .. import precompute
 from ..cache import worker
 from ..scenarios import Results, Scenario
 from .controls import plain
-from .session import Frame
+from .session import Frame, queue_text
 from .views.common import chart
 
 
@@ -73,7 +73,7 @@ def _progress(scenario: Scenario, done: Results, missing: list) -> None:
     job = missing[0]
     worker.submit(job.key, _guarded(job))
     position = worker.position(job.key)
-    where = "running" if position in (0, None) else f"queued, position {position}"
+    where = "running" if position in (0, None) else queue_text(position, worker.threads)
     cols = st.columns([4, 1])
     cols[0].progress(len(done) / total, text=f"Measuring {len(done) + 1} of {total}: "
                      f"{job.label} ({where})")  # fmt: skip

@@ -25,6 +25,15 @@ SPEED_WINDOW = 30  # steps/s is measured over the latest steps
 CONTINUE_STEPS = 300  # Continue adds this many to a spent budget: the default run's length
 
 
+def queue_text(position: int, threads: int) -> str:
+    """Where a job waiting for a training thread stands, in words: position k waits for the
+    k-th thread to come free while all `threads` are busy."""
+    suffix = (
+        "th" if 10 <= position % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(position % 10, "th")
+    )
+    return f"waiting for a free trainer ({threads} of {threads} busy), {position}{suffix} in line"
+
+
 def structural_key(config: TrainConfig, twin_norm: str) -> tuple:
     """Everything whose change needs a fresh run."""
     d = config.to_dict()
@@ -80,6 +89,8 @@ class Session:
 
     @property
     def twin(self) -> Run | None:
+        if self.replay is not None:
+            return self.replay.twin  # saved with the run, if it had one
         if self.lock is None or len(self.lock.trainers) < 2:
             return None
         return self.lock.runs[1]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..config import DEFAULT_LR, TrainConfig
+from ..config import DEFAULT_LR, MAX_BATCH_X_WIDTH, MAX_STEPS_X_CHANNELS, TrainConfig
 from .controls import (  # noqa: F401  (re-exported for scenario modules)
     BATCH_SIZES,
     CONTROLS,
@@ -14,9 +14,11 @@ from .controls import (  # noqa: F401  (re-exported for scenario modules)
     DEPTHS,
     EPSILONS,
     LEARNING_RATES,
+    LOCKED_VALUES,
     STEP_CHOICES,
     TWINS,
     WIDTHS,
+    locked,
 )
 from .session import NO_TWIN
 
@@ -47,6 +49,32 @@ def widths_from(depth: int, width: int) -> tuple[int, ...]:
     return tuple(min(width * 2**i, 128) for i in range(depth))
 
 
+CAPPED = ("batch_size", "width", "depth", "steps")  # the controls the server's caps bound
+
+
+def over_caps(v: dict) -> str | None:
+    """Why these control values exceed the server's caps (bnviz/config.py), in the sidebar's
+    terms; None if they do not."""
+    widths = widths_from(v["depth"], v["width"])
+    reasons = []
+    images = v["batch_size"] * v["width"]
+    if images > MAX_BATCH_X_WIDTH:
+        reasons.append(
+            f"batch size {v['batch_size']} x width of the first block {v['width']} = {images:,} "
+            f"is over this server's limit of {MAX_BATCH_X_WIDTH:,}: choose a smaller batch size "
+            "or width"
+        )
+    channels = v["steps"] * sum(widths)
+    if channels > MAX_STEPS_X_CHANNELS:
+        reasons.append(
+            f"{v['steps']:,} steps x {sum(widths)} channels (depth {v['depth']}, first width "
+            f"{v['width']}: {' + '.join(map(str, widths))}) = {channels:,} is over this "
+            f"server's limit of {MAX_STEPS_X_CHANNELS:,} (every channel's statistics are kept "
+            "at every step): choose fewer steps, a smaller depth or width"
+        )
+    return "; ".join(reasons) or None
+
+
 def init_state() -> None:
     """Give every control a value before any widget is drawn."""
     for key, default in DEFAULTS.items():
@@ -59,7 +87,8 @@ def values() -> dict:
 
 
 def _on_optimizer_change():
-    st.session_state["lr"] = DEFAULT_LR[st.session_state["optimizer"]]
+    if "lr" not in locked(st.session_state.get("hidden", [])):  # a hidden lr stays as it is
+        st.session_state["lr"] = DEFAULT_LR[st.session_state["optimizer"]]
 
 
 def _number(value: float) -> str:
@@ -67,15 +96,18 @@ def _number(value: float) -> str:
 
 
 class _Drawer:
-    """Draws a control unless it is hidden; a hidden control keeps its value."""
+    """Draws a control unless it is hidden. A hidden control keeps the value it had when it was
+    hidden, whatever else writes its state (a link or a scenario sets it anew)."""
 
     def __init__(self, hidden: set[str]):
-        self.hidden = hidden
+        self.hidden = locked(hidden)
 
     def __call__(self, widget, key: str, label: str, **kwargs):
         if key in self.hidden:
-            st.session_state[key] = st.session_state.get(key, DEFAULTS[key])
-            return st.session_state[key]
+            locks = st.session_state.setdefault(LOCKED_VALUES, {})
+            value = locks.setdefault(key, st.session_state.get(key, DEFAULTS[key]))
+            st.session_state[key] = value
+            return value
         if key in LABELS:
             kwargs.setdefault("format_func", LABELS[key].get)
         if widget.__name__ in ("selectbox", "radio", "select_slider"):
@@ -140,7 +172,7 @@ def controls(hidden: set[str] = frozenset()) -> tuple[TrainConfig, str]:
         help="running = (1 - momentum) * running + momentum * batch",
     )
     momentum = None if cumulative else momentum_value
-    if "momentum" not in hidden:
+    if "momentum" not in draw.hidden:
         if momentum is None:
             side.caption("Keras/TensorFlow have no equivalent: their average is always an EMA.")
         else:
@@ -169,6 +201,9 @@ def controls(hidden: set[str] = frozenset()) -> tuple[TrainConfig, str]:
         "on the charts. Any other change restarts the run."
     )
     v = values()
+    refused = over_caps(v)
+    if refused:
+        raise ValueError(refused[0].upper() + refused[1:])
     config = TrainConfig(
         dataset=v["dataset"],
         norm=v["norm"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ... import figures
+from ...trainer import HIST_IMAGES
 from ..session import Frame
 from .common import ALL_CHANNELS, chart, pick_channel, pick_layer, pick_step, secondary_chart
 
@@ -29,8 +30,9 @@ def render(session: Frame) -> None:
         "histograms",
     )
     st.caption(
-        "Histograms use the first 16 images of that step's training batch; the bin edges are "
-        "fixed for the whole run, so steps compare. Values beyond the edges count in the end bins."
+        f"Histograms use the first {HIST_IMAGES} images of that step's training batch; the bin "
+        "edges are fixed for the whole run, so steps compare. Values beyond the edges count in "
+        "the end bins."
     )
     which = st.radio(
         "Percentiles of",

@@ -38,6 +38,11 @@ def figure_builders(session: Frame) -> dict:
     return builders
 
 
+def saved_json(session: Frame) -> str:
+    """The file "Run record (JSON)" downloads: the run and its twin's record."""
+    return session.run.to_json(session.twin)
+
+
 def _load_upload(upload) -> None:
     """Validate an uploaded run and switch the session to replaying it. A bad file gets a
     message, in which nothing from the file can become markdown or HTML."""
@@ -55,6 +60,20 @@ def _load_upload(upload) -> None:
     sessions.replace(st.session_state, Session.replaying(run))
     st.session_state["loaded_upload"] = upload.file_id
     st.rerun()
+
+
+def _saved_state(run: Run) -> str:
+    """How far the saved run had got, in words (status "running": saved while paused or
+    playing, before its last step)."""
+    if run.status == "running":
+        where = f"saved at step {run.num_steps} of {run.config.steps}, before it finished"
+    elif run.status == "completed":
+        where = f"finished, {run.num_steps} steps"
+    else:
+        where = f"{run.status} after step {run.num_steps} of {run.config.steps}"
+    if run.twin is not None:
+        where += f", with its twin ({run.twin.config.norm} norm)"
+    return where
 
 
 def _short(error: Exception) -> str:
@@ -75,7 +94,7 @@ def render(session: Frame) -> None:
         name = f"bnviz-{config.norm}-bs{config.batch_size}-step{run.num_steps}"
         st.download_button(
             "Run record (JSON)",
-            run.to_json,
+            lambda: saved_json(session),
             file_name=f"{name}.json",
             mime="application/json",
             key="download_run",
@@ -83,9 +102,10 @@ def render(session: Frame) -> None:
             icon=":material/download:",
         )
         st.caption(
-            "Every recorded number; the format is described in docs/run-format.md. The app "
-            f"replays saved runs of up to {MAX_FILE_MB} MB (about 1,000 steps of the default "
-            "network); larger ones load in Python with `bnviz.Run.load(path)`."
+            "Every recorded number, the twin's too; the format is described in "
+            f"docs/run-format.md. The app replays saved runs of up to {MAX_FILE_MB} MB (about "
+            "1,000 steps of the default network alone, fewer with a twin); larger ones load in "
+            "Python with `bnviz.Run.load(path)`."
         )
         builders = figure_builders(session)
         title = st.selectbox("Figure", list(builders), key="export_figure")
@@ -107,5 +127,5 @@ def render(session: Frame) -> None:
         if upload is not None and st.session_state.get("loaded_upload") != upload.file_id:
             _load_upload(upload)
         if session.replay is not None:
-            st.success(f"Replaying a saved run: {run.num_steps} steps, status {run.status}.")
+            st.success(f"Replaying a saved run: {_saved_state(run)}.")
             st.button("Back to live training", key="live", on_click=_back_to_live)

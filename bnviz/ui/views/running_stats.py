@@ -13,6 +13,11 @@ from ..session import Frame
 from .common import chart, pick_channel, pick_layer, pick_step, secondary_chart
 
 
+def _steps(window: float) -> str:
+    count = round(window)
+    return f"≈ {count} step" if count == 1 else f"≈ {count} steps"
+
+
 def _formula(numbers: dict) -> None:
     f = numbers["factor"]
     if numbers["momentum"] is None:
@@ -20,16 +25,31 @@ def _formula(numbers: dict) -> None:
             f"Cumulative average (momentum=None): the factor at step {numbers['step']} is "
             f"1/{numbers['step']} = {f:.4g}."
         )
-    st.latex(
-        rf"\hat\mu \leftarrow (1 - {f:.4g})\,{numbers['running_before']:.4g}"
-        rf" + {f:.4g}\times{numbers['batch']:.4g} = {numbers['running_after']:.4g}"
+    for latex in formula_latex(numbers):
+        st.latex(latex)
+
+
+def _factor(value: float) -> str:
+    """A number multiplied in the formula; negative ones in brackets, so that (1 - m) times
+    -0.002 never reads as a subtraction."""
+    return f"({value:.4g})" if value < 0 else f"{value:.4g}"
+
+
+def formula_latex(numbers: dict) -> tuple[str, str]:
+    """The running mean's and running variance's update at one step, with its numbers."""
+    f, m = numbers["factor"], numbers["m"]
+    before, batch = _factor(numbers["running_before"]), _factor(numbers["batch"])
+    var_before, var_batch = _factor(numbers["var_running_before"]), numbers["var_batch_biased"]
+    mean = (
+        rf"\hat\mu \leftarrow (1 - {f:.4g})\times{before}"
+        rf" + {f:.4g}\times{batch} = {numbers['running_after']:.4g}"
     )
-    m = numbers["m"]
-    st.latex(
-        rf"\hat\sigma^2 \leftarrow (1 - {f:.4g})\,{numbers['var_running_before']:.4g}"
-        rf" + {f:.4g}\times\underbrace{{{numbers['var_batch_biased']:.4g}\times"
+    var = (
+        rf"\hat\sigma^2 \leftarrow (1 - {f:.4g})\times{var_before}"
+        rf" + {f:.4g}\times\underbrace{{{var_batch:.4g}\times"
         rf"\tfrac{{{m}}}{{{m - 1}}}}}_{{\text{{unbiased}}}} = {numbers['var_running_after']:.4g}"
     )
+    return mean, var
 
 
 def render(session: Frame) -> None:
@@ -57,7 +77,7 @@ def render(session: Frame) -> None:
             "Averaging window",
             "all steps so far"
             if numbers["momentum"] is None
-            else ("never updates" if math.isinf(window) else f"≈ {window:.0f} steps"),
+            else ("never updates" if math.isinf(window) else _steps(window)),
             help="An EMA with momentum m forgets a batch's weight to 1/e after about 1/m steps.",
         )
         keras = numbers["keras_momentum"]

@@ -13,23 +13,40 @@ def _latest(values: list[float]) -> str:
     return f"{values[-1]:.1%}" if values else "n/a"
 
 
+def _measured(run) -> str:
+    """When the latest test accuracy was measured: it is measured every few steps only."""
+    return f" at step {run.eval_steps[-1]}" if run.eval_steps else ""
+
+
 def render(session: Frame) -> None:
     run, twin = session.run, session.twin
     cols = st.columns(4 if twin else 3)
     if run.num_steps:
-        cols[0].metric("Training loss", f"{run.metric('train_loss')[-1]:.3f}")
+        cols[0].metric(
+            f"Training loss at step {run.num_steps}",
+            f"{run.metric('train_loss')[-1]:.3f}",
+            help="Cross-entropy of that step's training batch, measured on every step.",
+        )
+    cadence = (
+        "Test accuracy on the held-out images is measured every few steps (densely in the "
+        "first ones), not on every step: this is the value of the step named."
+    )
     cols[1].metric(
-        "Test accuracy, running stats",
+        f"Test accuracy{_measured(run)}, running stats",
         _latest(run.acc_running_stats),
-        help="Eval mode: BatchNorm divides by its running averages.",
+        help="Eval mode: BatchNorm divides by its running averages. " + cadence,
     )
     cols[2].metric(
-        "Test accuracy, batch stats",
+        f"Test accuracy{_measured(run)}, batch stats",
         _latest(run.acc_batch_stats),
-        help="Train mode, batches of the training batch size; buffers untouched.",
+        help="Train mode, batches of the training batch size; buffers untouched. " + cadence,
     )
     if twin:
-        cols[3].metric(f"Twin ({twin.config.norm}): test accuracy", _latest(twin.acc_running_stats))
+        cols[3].metric(
+            f"Twin ({twin.config.norm}): test accuracy{_measured(twin)}",
+            _latest(twin.acc_running_stats),
+            help="Eval mode, like the main network's. " + cadence,
+        )
     left, right = st.columns(2)
     with left:
         chart(figures.loss_figure(run, twin), "loss")
