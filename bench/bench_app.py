@@ -1,7 +1,7 @@
 """The app's refresh, start-up and memory targets, measured on a real `streamlit run app.py`
 server driven by headless Chromium, in fresh subprocesses, and on a 300-snapshot run.
 
-    python -m bench.bench_app [--only refresh|startup|memory] [--json PATH]
+    python -m bench.bench_app [--only refresh|startup|memory|pause] [--json PATH]
 
 Prints one markdown table `| measure | result | target | ok |` (rows marked "info" have no
 target) and, for each target missed, what dominates it: a cProfile of the figures, the server's
@@ -18,6 +18,8 @@ refresh   (a) build + fig.to_json() of each view's figures for a 300-snapshot ru
 startup   (a) a fresh interpreter's AppTest import + app import + first script run (3 times);
           (b) navigation -> first drawn chart in a new browser context (warm server, 5 times).
 memory    server RSS after one session trained 2,000 steps, then per further session.
+pause     Pause on every view that redraws while playing, at ?steps=300 and 5000: the seconds
+          from the press until the step counter stops.
 
 The machine's other load skews every number here: the rows measured while playing say
 how many cores the server, the browser and everything else used meanwhile.
@@ -857,7 +859,7 @@ def refresh_browser(part: Part) -> None:
 
         log(f"refresh (d): training without UI in a subprocess for {NO_UI_SECONDS:.0f} s")
         no_ui, no_ui_busy = _no_ui_speed()
-        page.get_by_role("button", name="Play").click()
+        page.locator(".st-key-play button").click()
         page.wait_for_function(f"() => ({STATUS_JS})()?.[0] === 'playing'", timeout=30_000)
         page.wait_for_timeout(SETTLE_SECONDS * 1000)
         log(f"refresh (b-d): measuring the Training view for {DEFAULT_VIEW_SECONDS:.0f} s")
@@ -925,7 +927,7 @@ def refresh_browser(part: Part) -> None:
                 "KB",
                 detail=f"{_payload_detail(window)}; {CpuMeter.describe(cores)}",
             )
-        page.get_by_role("button", name="Pause").click()
+        page.locator(".st-key-pause button").click()
         context.close()
 
 
@@ -1184,7 +1186,7 @@ def _memory_phases() -> str:
 
 def _play_to_end(page, server: Server) -> float:
     """Press Play and wait until the run has ended; the seconds it took."""
-    page.get_by_role("button", name="Play").click()
+    page.locator(".st-key-play button").click()
     start = last_log = time.monotonic()
     while True:
         page.wait_for_timeout(2000)
@@ -1251,9 +1253,57 @@ def part_memory(part: Part) -> None:
         )
 
 
+# ---------------------------------------------------------------- pause
+
+PAUSE_TARGET = 0.5  # s from pressing Pause until the step counter stops, on every view
+PAUSE_STEPS = (300, 5000)  # the default run, and the longest the sidebar offers
+PAUSE_PLAY_SECONDS = 5.0  # playing before each press (the speed is measured over the last 5)
+PAUSE_PRESSES = 3
+
+
+def part_pause(part: Part) -> None:
+    """Pause on every view while playing, PAUSE_PRESSES times each: the seconds from the press
+    until the step counter stops (the status line shows 'paused' and the final step), and the
+    steps it moved on by. A busy browser takes the click late: that counts. Where in a redraw
+    the press lands varies, hence the median and the longest."""
+    from bnviz.ui.links import VIEWS
+    from tests.test_browser import STATUS_WATCH, pause_and_measure
+
+    with Server() as server, chromium() as browser:
+        for steps in PAUSE_STEPS:
+            for view in VIEWS[:5]:  # the views that redraw while playing
+                context, page = open_page(browser, f"{server.url}/?steps={steps}")
+                if view != VIEWS[0]:
+                    page.get_by_role("tab", name=view, exact=True).click()
+                    page.wait_for_selector(IDLE, timeout=60_000)
+                page.evaluate(STATUS_WATCH)
+                presses = []
+                for _ in range(PAUSE_PRESSES):
+                    page.locator(".st-key-play button").click()
+                    page.wait_for_timeout(PAUSE_PLAY_SECONDS * 1000)
+                    presses.append(pause_and_measure(page))
+                check_no_exception(page, f"after Pause, {view} view")
+                seconds = [m["seconds_to_stop"] for m in presses]
+                part.add(
+                    f"6. Pause -> step counter stopped, {view} view, ?steps={steps}",
+                    _median(seconds),
+                    "s",
+                    PAUSE_TARGET,
+                    detail=f"median of {len(seconds)}, longest {max(seconds):.2f} s; moved on "
+                    f"by {'/'.join(str(m['steps_after']) for m in presses)} steps at "
+                    f"{_median([m['steps_per_second'] for m in presses]):.1f} steps/s",
+                )
+                context.close()
+
+
 # ---------------------------------------------------------------- main
 
-PARTS = {"refresh": part_refresh, "startup": part_startup, "memory": part_memory}
+PARTS = {
+    "refresh": part_refresh,
+    "startup": part_startup,
+    "memory": part_memory,
+    "pause": part_pause,
+}
 
 
 def _app_version() -> str:

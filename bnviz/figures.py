@@ -38,8 +38,8 @@ TWIN_DASH = "dash"
 PARENT_DASH = "dot"
 PARENT_NAME = "before the branch"
 LINE_WIDTH = 2.5  # px, thick enough for the back of a classroom
-MAX_POINTS = 600  # per trace, for per-step series
-MAX_MARKERS = 250  # per trace of dots: each is an element of its own for the browser to draw
+MAX_POINTS = 300  # per trace, for per-step series: about one point per 2 px of a chart
+MAX_MARKERS = 150  # per trace of dots: each is an element of its own for the browser to draw
 AFFINE_POINTS = 6_000  # all gamma and beta traces of a block together
 # Layout for a projector. Sizes in px; the estimates are for these fonts and for a chart in a
 # half-width column of Streamlit's wide layout (about 500 px wide in a 1500 px window).

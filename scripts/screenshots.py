@@ -51,7 +51,7 @@ def main() -> None:
             page.wait_for_selector(IDLE, timeout=60_000)
             for _ in range(max(0, args.steps - 20) // 10):
                 try:
-                    page.get_by_role("button", name="Step").click()
+                    page.locator(".st-key-step button").click()
                 except Exception:
                     page.screenshot(path=str(out / "failed.png"))
                     raise

@@ -4,6 +4,7 @@ browser sending back a step it was shown earlier does not pin it (AppTest; test_
 checks the same in Chromium while the run plays)."""
 
 import json
+import threading
 
 from conftest import open_app
 
@@ -89,3 +90,36 @@ def test_a_step_the_browser_was_shown_while_following_does_not_pin_the_scrubber(
     assert "The update at step 3" in _text(at)
     _step(at)
     assert at.slider(key="rs_step").value == 3
+
+
+def test_a_batch_size_changed_while_playing_applies_from_the_next_step():
+    at = open_app()
+    trainer = at.session_state["session"].trainer
+    drawn = []  # (step, images in its batch), counted where the trainer draws each batch
+    drew = threading.Condition()
+    draw = trainer.batches.next
+
+    def counting(batch_size):
+        images = draw(batch_size)
+        with drew:
+            drawn.append((trainer.steps_done + 1, len(images)))
+            drew.notify_all()
+        return images
+
+    def wait_for_step(step: int) -> None:  # the worker has drawn that step's batch
+        with drew:
+            assert drew.wait_for(lambda: drawn and drawn[-1][0] >= step, timeout=60)
+
+    trainer.batches.next = counting
+    at.button(key="play").click().run()
+    wait_for_step(trainer.steps_done + 3)
+    at.select_slider(key="batch_size").set_value(16).run()
+    assert at.session_state["session"].playing, "the change applied without a pause"
+    change = at.session_state["session"].run.changes[-1]
+    assert (change["field"], change["old"], change["new"]) == ("batch_size", 64, 16)
+    wait_for_step(change["step"] + 3)
+    at.button(key="pause").click().run()
+    assert {size for step, size in drawn if step < change["step"]} == {64}
+    after = [(step, size) for step, size in drawn if step >= change["step"]]
+    assert [step for step, _ in after[:3]] == [change["step"] + k for k in range(3)]
+    assert {size for _, size in after} == {16}

@@ -25,6 +25,7 @@ from . import session as sessions
 from .controls import CONTROLS, LOCKED_VALUES, plain
 from .session import Frame, Session, structural_key
 from .views import activations, export, gradients, running_stats, theory, train_eval, training
+from .views.common import new_redraw
 
 # Threads. Every viewer of a server is a thread of one process, and all training runs on the
 # worker's threads, one per available core (bnviz/cache.py), so that at most that many
@@ -431,6 +432,7 @@ def _live_status(session: Session):
 @_guarded
 def _live_views(session: Session):
     """The scenario panel and views of a session that trains, at the charts' pace."""
+    new_redraw()
     _views(session.frame())
 
 

@@ -17,6 +17,12 @@ ALL_CHANNELS = "all"
 # A browser busy redrawing can send back a scrubber position it was shown this long ago.
 ECHO_SECONDS = 5.0
 SECONDARY_SECONDS = 3.0
+SECONDARY_TURN = "secondary_chart:turn"  # set by the page before each live redraw of a view
+
+
+def new_redraw() -> None:
+    """A live redraw of the views begins: one secondary chart may be drawn anew in it."""
+    st.session_state[SECONDARY_TURN] = True
 
 
 def chart(figure: go.Figure, key: str) -> None:
@@ -26,21 +32,20 @@ def chart(figure: go.Figure, key: str) -> None:
 
 def secondary_chart(frame: Frame, key: str, build: Callable[[], go.Figure], *inputs) -> None:
     """A view's second or third chart: while the run plays it is drawn anew at most every
-    SECONDARY_SECONDS, and in between the browser gets the same figure again, which it does
-    not redraw (a chart whose figure changed is drawn from scratch). `inputs` are what the
-    figure depends on besides the run: a change of them draws it at once."""
+    SECONDARY_SECONDS, and at most one such chart per redraw, so that their redraws take
+    turns; in between the browser gets the same figure again, which it does not redraw (a
+    chart whose figure changed is drawn from scratch). `inputs` are what the figure depends
+    on besides the run: a change of them draws it at once."""
     held = st.session_state.get(f"{key}:held")  # (run, inputs, when, figure)
     now = time.monotonic()
-    if (
-        frame.playing
-        and held is not None
-        and held[:2] == (frame.serial, inputs)
-        and now - held[2] < SECONDARY_SECONDS
-    ):
-        figure = held[3]
-    else:
-        figure = build()
-        st.session_state[f"{key}:held"] = (frame.serial, inputs, now, figure)
+    same = held is not None and held[:2] == (frame.serial, inputs)
+    if frame.playing and same:
+        if now - held[2] < SECONDARY_SECONDS or not st.session_state.get(SECONDARY_TURN):
+            chart(held[3], key)
+            return
+        st.session_state[SECONDARY_TURN] = False  # no other secondary chart in this redraw
+    figure = build()
+    st.session_state[f"{key}:held"] = (frame.serial, inputs, now, figure)
     chart(figure, key)
 
 
