@@ -334,13 +334,18 @@ def test_running_stats_figure_without_running_stats_shows_batch_stats_only(twins
 def test_affine_figure_one_thin_line_per_channel_and_parameter(run):
     fig = F.affine_figure(run, 1)
     channels = run.layers[1].channels
-    gammas = [t for t in fig.data if t.yaxis == "y"]
-    betas = [t for t in fig.data if t.yaxis == "y2"]
-    assert len(gammas) == len(betas) == channels
-    np.testing.assert_array_equal(gammas[5].y, run.layer_stat(1, "gamma")[:, 5])
-    np.testing.assert_array_equal(betas[5].y, run.layer_stat(1, "beta")[:, 5])
-    assert gammas[5].name == "channel 5" and "channel 5" in gammas[5].hovertemplate
-    assert len({t.line.color for t in gammas}) == channels and gammas[0].line.width <= 1
+    (gammas,) = [t for t in fig.data if t.yaxis == "y"]
+    (betas,) = [t for t in fig.data if t.yaxis == "y2"]
+    for trace, stat in ((gammas, "gamma"), (betas, "beta")):
+        # one line per channel, the lines parted by gaps, each channel named in its hover
+        x, y, c = np.asarray(trace.x, float), np.asarray(trace.y, float), trace.customdata
+        lines = np.split(np.arange(len(x)), np.flatnonzero(np.isnan(x)) + 1)[:-1]
+        assert len(lines) == channels
+        line = lines[5][:-1]  # channel 5, without its trailing gap
+        assert set(c[line]) == {5} and "channel %{customdata}" in trace.hovertemplate
+        np.testing.assert_array_equal(x[line], run.steps)
+        np.testing.assert_allclose(y[line], run.layer_stat(1, stat)[:, 5], rtol=1e-6)
+    assert gammas.line.width <= 1
 
 
 def test_affine_figure_without_gamma_and_beta_explains_itself(twins):
@@ -575,10 +580,13 @@ def test_long_runs_are_strided_to_a_small_payload_keeping_the_last_point(run):
         np.float32(1 / 5000),
     )
     assert np.all(np.diff(trace.x) > 0) and trace.x[0] == 1
-    for figure in (F.grad_norm_figure(long), F.affine_figure(long, 1), F.accuracy_figure(long)):
+    for figure in (F.grad_norm_figure(long), F.accuracy_figure(long)):
         assert max(len(t.x) for t in figure.data) <= F.MAX_POINTS
         assert all(t.x[-1] == 5000 for t in figure.data if len(t.x) > 100)
-    assert len(pio.to_json(F.affine_figure(long, 1))) < 200_000
+    affine = F.affine_figure(long, 1)  # every channel in one trace per parameter
+    assert all(len(t.x) <= F.AFFINE_POINTS // 2 + long.layers[1].channels for t in affine.data)
+    assert all(t.x[-2] == 5000 for t in affine.data)  # each channel's line ends at the last step
+    assert len(pio.to_json(affine)) < 200_000
     assert len(pio.to_json(fig)) < 30_000
 
 

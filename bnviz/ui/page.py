@@ -56,7 +56,7 @@ FIRST_STEPS = 20  # trained at once on first load, so the first picture means so
 # figure changed is drawn anew by the browser (Streamlit remounts it), and a view's charts
 # drawn 2.5 times a second kept a small laptop's browser so busy that Pause took seconds.
 REFRESH_SECONDS = 0.4
-CHART_REFRESH_SECONDS = 1.0
+CHART_REFRESH_SECONDS = 1.2
 QUEUE_POLL_SECONDS = 1.0  # while waiting for a training thread, the status line redraws this often
 JOBS_POLL_SECONDS = 1.0  # while a scenario's experiments run, the page looks for new results
 # The first steps of each configuration, trained once and cloned by every session that opens
