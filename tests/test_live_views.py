@@ -123,3 +123,24 @@ def test_a_batch_size_changed_while_playing_applies_from_the_next_step():
     after = [(step, size) for step, size in drawn if step >= change["step"]]
     assert [step for step, _ in after[:3]] == [change["step"] + k for k in range(3)]
     assert {size for _, size in after} == {16}
+
+
+def test_an_accuracy_that_could_not_be_measured_reads_n_a_not_nan():
+    at = open_app(eps="0")  # torch.nn refuses eps 0 in train mode: no batch-statistics accuracy
+    metrics = {m.label: m.value for m in at.metric}
+    batch = next(v for k, v in metrics.items() if k.endswith("batch stats"))
+    assert batch == "n/a" and not any("nan" in v for v in metrics.values())
+
+
+def test_the_step_a_scrubber_was_last_moved_to_is_never_taken_for_a_drag(monkeypatch):
+    """A page idle for a while (a slow Step 10, a lecturer talking) sends back the step it was
+    shown: that is no pin, however long ago it was shown. A step shown long ago is a choice."""
+    from bnviz.ui.views import common
+
+    clock = [1000.0]
+    monkeypatch.setattr(common.time, "monotonic", lambda: clock[0])
+    scrubber = common._Scrubber()
+    scrubber.follow(16)
+    scrubber.follow(26)
+    clock[0] += 10 * common.ECHO_SECONDS
+    assert scrubber.echo(26) and not scrubber.echo(16)

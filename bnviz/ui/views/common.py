@@ -93,6 +93,10 @@ class _Scrubber:
     back_to_live: bool = False
 
     def echo(self, step: int) -> bool:
+        """Whether the browser sending `step` is no choice of the user's: the step it was
+        last moved to, however long ago, or one it was moved to in the last ECHO_SECONDS."""
+        if self.shown and self.shown[-1][1] == step:
+            return True
         now = time.monotonic()
         return any(s == step and now - t < ECHO_SECONDS for t, s in self.shown)
 

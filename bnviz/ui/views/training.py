@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import streamlit as st
 
 from ... import figures
@@ -10,7 +12,9 @@ from .common import chart, secondary_chart
 
 
 def _latest(values: list[float]) -> str:
-    return f"{values[-1]:.1%}" if values else "n/a"
+    """The latest accuracy; n/a before the first and where it is undefined (NaN: batch
+    statistics of one value per channel, or a run whose first step failed)."""
+    return f"{values[-1]:.1%}" if values and math.isfinite(values[-1]) else "n/a"
 
 
 def _measured(run) -> str:
@@ -39,7 +43,8 @@ def render(session: Frame) -> None:
     cols[2].metric(
         f"Test accuracy{_measured(run)}, batch stats",
         _latest(run.acc_batch_stats),
-        help="Train mode, batches of the training batch size; buffers untouched. " + cadence,
+        help="Train mode, batches of the training batch size; buffers untouched (n/a where "
+        "PyTorch refuses batch statistics, e.g. eps 0). " + cadence,
     )
     if twin:
         cols[3].metric(
