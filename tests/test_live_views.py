@@ -144,3 +144,43 @@ def test_the_step_a_scrubber_was_last_moved_to_is_never_taken_for_a_drag(monkeyp
     scrubber.follow(26)
     clock[0] += 10 * common.ECHO_SECONDS
     assert scrubber.echo(26) and not scrubber.echo(16)
+
+
+def test_secondary_charts_are_redrawn_in_turns_while_playing_and_at_once_otherwise(monkeypatch):
+    """While a run plays, a view's secondary chart is rebuilt at most every SECONDARY_SECONDS
+    and one per redraw (the browser is sent the same figure in between, which it does not
+    draw again); a change of its inputs, or a run that is not playing, rebuilds it at once."""
+    import types
+
+    import streamlit as st
+
+    from bnviz.ui.views import common
+
+    clock, built = [100.0], []
+    monkeypatch.setattr(common.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(common, "chart", lambda figure, key: None)
+    st.session_state.clear()  # bare mode: one session state for the process
+
+    def draw(key, playing=True, *inputs):
+        frame = types.SimpleNamespace(playing=playing, serial="run")
+        common.secondary_chart(frame, key, lambda: built.append(key) or key, *inputs)
+
+    common.new_redraw()
+    draw("a"), draw("b")
+    assert built == ["a", "b"]  # the first redraw draws both
+    clock[0] += 1
+    common.new_redraw()
+    draw("a"), draw("b")
+    assert built == ["a", "b"]  # held: same figures again
+    clock[0] += common.SECONDARY_SECONDS
+    common.new_redraw()
+    draw("a"), draw("b")
+    assert built == ["a", "b", "a"]  # both due, one per redraw
+    common.new_redraw()
+    draw("a"), draw("b")
+    assert built == ["a", "b", "a", "b"]
+    draw("a", True, "layer 2")
+    assert built[-1] == "a"  # another layer picked: at once
+    draw("b", False)
+    assert built[-1] == "b" and len(built) == 6  # paused: always the latest
+    st.session_state.clear()
