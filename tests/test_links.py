@@ -4,7 +4,7 @@ import pytest
 from conftest import open_app
 from streamlit.testing.v1 import AppTest
 
-from bnviz.cache import worker
+from bnviz.cache import SharedCache, worker
 from bnviz.scenarios import FREE_PLAY, SCENARIOS
 from bnviz.ui import controls
 
@@ -26,6 +26,8 @@ def no_background_jobs(monkeypatch):
         return Pending()
 
     monkeypatch.setattr(worker, "submit", queue)
+    # results that an earlier test's experiments left in the shared cache would not be queued
+    monkeypatch.setattr(worker, "cache", SharedCache())
     return submitted
 
 
