@@ -451,8 +451,9 @@ def _decode(values, shape: tuple[int | None, ...], what: str, kind: str = "measu
         raise _invalid(f"{what} must hold counts from 0 to {MAX_COUNT}") from None
     except ValueError:
         raise _invalid(f"{what} is ragged") from None
-    if array.size == 0:
-        array = array.reshape([0 if s is None else s for s in shape])
+    expected = [0 if s is None else s for s in shape]
+    if array.size == 0 and math.prod(expected) == 0:  # [] for a shape (0, 3), say
+        array = array.reshape(expected)
     if array.ndim != len(shape) or any(
         s is not None and s != a for s, a in zip(shape, array.shape)
     ):
@@ -548,8 +549,10 @@ def _from_dict(d) -> Run:
     ev = _fields(d["eval"], ("steps", "acc_running_stats", "acc_batch_stats"), "eval")
     run.eval_steps = _steps(ev["steps"], "eval steps", 0, n)
     m = len(run.eval_steps)
-    run.acc_running_stats = _decode(ev["acc_running_stats"], (m,), "acc_running_stats").tolist()
-    run.acc_batch_stats = _decode(ev["acc_batch_stats"], (m,), "acc_batch_stats").tolist()
+    for name in ("acc_running_stats", "acc_batch_stats"):
+        if isinstance(ev[name], list) and len(ev[name]) != m:
+            raise _invalid(f"eval {name} must hold one per eval step ({m}); found {len(ev[name])}")
+        setattr(run, name, _decode(ev[name], (m,), name).tolist())
     run.changes = _changes(d["changes"], config, n)
     if twin is not None:
         run.twin = _twin(twin, config)

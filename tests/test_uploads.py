@@ -59,6 +59,14 @@ def _literal(path: str, text: str):
     return lambda d: _edit(path, "@@")(d).replace(b'"@@"', text.encode())
 
 
+def _short_eval(d) -> bytes:
+    """Test accuracies one fewer than the eval steps, in both modes."""
+    d = copy.deepcopy(d)
+    for key in ("acc_running_stats", "acc_batch_stats"):
+        d["eval"][key] = d["eval"][key][:-1]
+    return _json(d)
+
+
 def _nested(depth: int, opening: str = "[", closing: str = "]", inner: str = "1") -> str:
     return opening * depth + inner + closing * depth
 
@@ -112,6 +120,17 @@ CASES = [
     ("'Infinity' in edges", _edit("layers.1.snapshots.edges.post_act.3", "Infinity"), "edges"),
     ("'NaN' in config", _edit("config.lr", "NaN"), "config"),
     ("'NaN' in a change", _change(3, "lr", 0.05, "NaN"), "changes"),
+    (
+        "-Infinity as the first edge",
+        _edit("layers.0.snapshots.edges.pre_norm.0", "-Infinity"),
+        "edges",
+    ),
+    (
+        "Infinity as the last edge",
+        _edit("layers.1.snapshots.edges.post_act.40", "Infinity"),
+        "edges",
+    ),
+    ("eval accuracies one short", _short_eval, "one per eval step"),
     ("negative count", _edit("layers.1.snapshots.channel_hist.post_norm.0.0.0", -5), "counts"),
     ("fractional count", _edit("layers.1.snapshots.hist.post_norm.0.0", 2.5), "counts"),
     ("edges decreasing", _edit("layers.0.snapshots.edges.pre_norm.0", 1e9), "increasing"),
