@@ -64,8 +64,7 @@ def test_every_job_of_every_scenario_is_shipped():
 
 
 # Another CPU family (or torch's choice of kernels on it) may round the last bits differently;
-# a job of a few dozen steps keeps such differences far below this, a seed or a setting that
-# changed (a job that is not deterministic) far above.
+# the tolerance leaves room for that, not for a job that computes something else.
 RTOL, ATOL = 1e-3, 1e-6
 
 
