@@ -1,7 +1,8 @@
 """`streamlit run ...` with a census, for tests: `python tests/census_server.py FILE run app.py
 ...` answers each request (a file FILE.request appearing) by writing to FILE how many bnviz
-sessions the server process still holds, after a full garbage collection, so a test can see
-closed tabs' sessions go. Between requests it costs nothing."""
+sessions the server process still holds, after a full garbage collection, how many of them
+still want to train and how many trained to the end ("held training finished"), so a test can
+see closed tabs' sessions stop and go. Between requests it only looks for the file every 0.2 s."""
 
 import gc
 import sys
@@ -17,11 +18,15 @@ def census(path: Path) -> None:
         if not request.exists():
             continue
         gc.collect()
-        alive = sum(
-            type(o).__name__ == "Session" and type(o).__module__ == "bnviz.ui.session"
+        sessions = [
+            o
             for o in gc.get_objects()
-        )
-        path.write_text(str(alive))
+            if type(o).__name__ == "Session" and type(o).__module__ == "bnviz.ui.session"
+        ]
+        training = sum(s.wants_training for s in sessions)
+        finished = sum(s.state == "finished" for s in sessions)
+        path.write_text(f"{len(sessions)} {training} {finished}")
+        del sessions  # holding them here would keep them alive until the next census
         request.unlink()
 
 

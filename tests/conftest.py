@@ -1,5 +1,8 @@
 import collections
+import errno
 import os
+import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,50 @@ SMALL = dict(widths=(8, 16), batch_size=32, steps=40, snapshot_every=4, eval_eve
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread():
     torch.set_num_threads(1)
+
+
+LOOPBACK = ("127.", "::1", "localhost", "0.0.0.0")
+
+
+def _loopback(host) -> bool:
+    return isinstance(host, str) and (host.startswith(LOOPBACK) or host == "")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_network(tmp_path_factory):
+    """Tests never reach the network: an empty data cache, and any connection or name lookup
+    beyond loopback fails as it does offline (a link to cifar10 falls back to 'shapes' with
+    the offline message). Tests of the download code serve files from 127.0.0.1."""
+    real_connect, real_connect_ex, real_getaddrinfo = (
+        socket.socket.connect,
+        socket.socket.connect_ex,
+        socket.getaddrinfo,
+    )
+
+    def refuse(address):
+        if isinstance(address, tuple) and not _loopback(address[0]):
+            raise OSError(errno.ENETUNREACH, f"tests do not reach the network ({address[0]})")
+
+    def connect(self, address):
+        refuse(address)
+        return real_connect(self, address)
+
+    def connect_ex(self, address):
+        refuse(address)
+        return real_connect_ex(self, address)
+
+    def getaddrinfo(host, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else host
+        if name is not None and not _loopback(name):
+            raise socket.gaierror(socket.EAI_NONAME, f"tests do not look up {name}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BNVIZ_DATA_DIR", str(tmp_path_factory.mktemp("bnviz-data")))
+        mp.setattr(socket.socket, "connect", connect)
+        mp.setattr(socket.socket, "connect_ex", connect_ex)
+        mp.setattr(socket, "getaddrinfo", getaddrinfo)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -41,14 +88,28 @@ def check_preset(scenario) -> None:
     assert scenario.view in VIEWS, scenario.view
 
 
+PLACEHOLDERS = ("todo", "tbd", "placeholder", "lorem", "xxx", "fixme")
+
+
+def check_explanation(text) -> None:
+    """An explanation a student can read: sentences of real words, not an empty string or a
+    placeholder left in the code."""
+    assert isinstance(text, str), type(text)
+    words = text.split()
+    assert len(words) >= 8 and len(text.strip()) >= 40, f"too short to explain: {text!r}"
+    assert text.rstrip()[-1] in ".:)*!?…", f"not a finished sentence: {text!r}"
+    low = text.lower()
+    assert not any(re.search(rf"\b{p}\b", low) for p in PLACEHOLDERS), f"a placeholder: {text!r}"
+
+
 def check_explain_without_runs(scenario) -> None:
-    """A scenario's explanation is text before the first step (with BN and without, alone and
-    with a twin) and when there is no run at all."""
+    """A scenario's explanation is readable text before the first step (with BN and without,
+    alone and with a twin) and when there is no run at all."""
     for norm in ("batch", "none"):
         run = Trainer(TrainConfig(widths=(4,), steps=2, norm=norm)).run
-        assert isinstance(scenario.explain({}, run, None), str)
-        assert isinstance(scenario.explain({}, run, run), str)
-    assert isinstance(scenario.explain({}, None, None), str)
+        check_explanation(scenario.explain({}, run, None))
+        check_explanation(scenario.explain({}, run, run))
+    check_explanation(scenario.explain({}, None, None))
 
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")

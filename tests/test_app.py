@@ -5,6 +5,7 @@ import base64
 import json
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 from bnviz import Run, TrainConfig, train
 from bnviz.cache import SharedCache, Worker
 from bnviz.datasets import DatasetUnavailable
+from bnviz.ui import page
 from bnviz.ui.page import FIRST_STEPS, STEP_CHUNK
 from bnviz.ui.session import Session
 
@@ -96,10 +98,19 @@ def test_play_trains_in_the_background_and_pause_stops_it(app):
     assert session(app).run.num_steps >= FIRST_STEPS + 5
     app.button(key="pause").click().run()
     assert not session(app).playing and "paused" in status_text(app)
-    time.sleep(0.2)  # the step under way when Pause was pressed
+    at_pause = session(app).run.num_steps
+    training_done(app).result(timeout=60)  # the training job ends
     stopped_at = session(app).run.num_steps
-    time.sleep(0.5)
-    assert session(app).run.num_steps == stopped_at
+    assert stopped_at <= at_pause + 1  # at most the step under way when Pause was pressed
+    app.run()  # a redraw while paused queues no training
+    assert page.worker.position(("train", session(app).serial)) is None
+    assert session(app).run.num_steps == stopped_at and "paused" in status_text(app)
+
+
+def training_done(at: AppTest) -> Future:
+    """The worker's training job of this session: done once training has stopped (a job that
+    is done at once when none is queued or running)."""
+    return page.worker.run(("train", session(at).serial), lambda: None)
 
 
 def test_sessions_opening_one_configuration_share_its_first_steps(caplog):

@@ -3,10 +3,12 @@ Chromium. Skipped when no browser is installed, unless BNVIZ_REQUIRE_BROWSER=1 (
 which turns a missing browser into a failure."""
 
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -45,25 +47,31 @@ def _free_port() -> int:
 
 
 def start_server(*options: str) -> tuple[str, subprocess.Popen]:
-    """`streamlit run app.py [options]` on a free local port; returns its URL once it answers."""
+    """`streamlit run app.py [options]` on a free local port; returns its URL once it answers.
+    Its output goes to an unnamed temporary file (process.log), never a pipe that nobody
+    reads, which a chatty server would fill and block on."""
     port = _free_port()
+    log = tempfile.TemporaryFile()
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1", *options],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )  # fmt: skip
+    process.log = log
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
-            break
+            return url, process
         except OSError:
-            time.sleep(0.3)
-    else:
-        process.kill()
-        raise RuntimeError("the streamlit server did not start: " + process.stdout.read().decode())
-    return url, process
+            time.sleep(0.3)  # no event for "listening": poll, with a deadline
+    process.kill()
+    process.wait(timeout=20)
+    log.seek(0)
+    output = log.read().decode(errors="replace")
+    log.close()
+    raise RuntimeError("the streamlit server did not start: " + output)
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +105,17 @@ def _wait_for_more_points(page, than: int, timeout_ms: int = 60_000) -> int:
     return _loss_points(page)
 
 
+def _shown_step(page) -> int:
+    """The step the status line shows ("... step N of M")."""
+    shown = re.search(r"(playing|paused)\b[^\n]*?step (\d+) of", page.inner_text("body"))
+    assert shown, "no status line on the page"
+    return int(shown.group(2))
+
+
 def test_step_play_pause_in_a_real_browser(server):
     from playwright.sync_api import sync_playwright
+
+    from bnviz.ui.page import STEP_CHUNK
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
@@ -125,9 +142,17 @@ def test_step_play_pause_in_a_real_browser(server):
         page.locator(".st-key-pause button").click()
         page.wait_for_function("() => document.body.innerText.includes('paused')", timeout=30_000)
         page.wait_for_selector(IDLE, timeout=30_000)
-        paused = _loss_points(page)
-        time.sleep(2)
-        assert _loss_points(page) == paused, "training went on after pause"
+        paused, paused_step = _loss_points(page), _shown_step(page)
+        # Step trains exactly STEP_CHUNK more: had anything else trained on after Pause, the
+        # chart and the counter would be further on once those steps are drawn.
+        page.locator(".st-key-step button").click()
+        _wait_for_more_points(page, paused + STEP_CHUNK - 1)
+        page.wait_for_selector(IDLE, timeout=30_000)
+        after, after_step = _loss_points(page), _shown_step(page)
+        assert (after, after_step) == (paused + STEP_CHUNK, paused_step + STEP_CHUNK), (
+            f"{paused} points and step {paused_step} at Pause; {after}, {after_step} after Step"
+        )
+        assert "paused" in page.inner_text("body"), "Step set it playing again"
         assert page.locator("[data-testid='stException']").count() == 0
         assert not errors, errors
         browser.close()

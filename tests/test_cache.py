@@ -1,26 +1,30 @@
 import threading
-import time
 
 from bnviz.cache import SharedCache, Worker
 
 
 def test_identical_requests_are_computed_once_across_threads():
-    cache, calls = SharedCache(), []
+    cache, calls, results = SharedCache(), [], []
+    asking = threading.Barrier(8)  # every thread is about to ask before the first answer ends
+    computing, gate = threading.Event(), threading.Event()
 
     def slow():
         calls.append(1)
-        time.sleep(0.2)
+        computing.set()
+        gate.wait(30)
         return {"value": 42}
 
-    results = []
-    threads = [
-        threading.Thread(target=lambda: results.append(cache.get_or_compute("k", slow)))
-        for _ in range(8)
-    ]
+    def ask():
+        asking.wait(30)
+        results.append(cache.get_or_compute("k", slow))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
     for t in threads:
         t.start()
+    assert computing.wait(30)  # the first caller holds the key until the gate opens
+    gate.set()
     for t in threads:
-        t.join()
+        t.join(30)
     assert calls == [1] and len(results) == 8 and all(r is results[0] for r in results)
 
 
@@ -37,11 +41,11 @@ def test_cache_is_bounded_least_recently_used():
 def test_worker_queues_jobs_and_reports_positions():
     cache = SharedCache()
     worker = Worker(cache, threads=1)
-    gate = threading.Event()
-    first = worker.submit("first", lambda: gate.wait(5) and "done")
+    gate, started = threading.Event(), threading.Event()
+    first = worker.submit("first", lambda: started.set() or gate.wait(30) and "done")
     second = worker.submit("second", lambda: "two")
     third = worker.submit("third", lambda: "three")
-    time.sleep(0.1)
+    assert started.wait(30)  # the first job holds the only thread
     assert worker.position("first") == 0
     assert (worker.position("second"), worker.position("third")) == (1, 2)
     assert worker.submit("second", lambda: "other") is second  # not queued twice
@@ -53,9 +57,9 @@ def test_worker_queues_jobs_and_reports_positions():
 
 def test_uncached_runs_are_queued_once_while_pending_and_counted_as_waiting():
     worker = Worker(SharedCache(), threads=1)
-    gate, calls = threading.Event(), []
-    busy = worker.run("busy", lambda: gate.wait(5))
-    time.sleep(0.05)
+    gate, started, calls = threading.Event(), threading.Event(), []
+    busy = worker.run("busy", lambda: started.set() or gate.wait(30))
+    assert started.wait(30)  # the only thread is busy
     first = worker.run("train", lambda: calls.append(1))
     assert worker.run("train", lambda: calls.append(2)) is first
     assert worker.waiting() == 1 and worker.position("train") == 1

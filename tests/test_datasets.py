@@ -15,7 +15,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import TALLY
+from conftest import TALLY, open_app
 
 from bnviz import datasets as ds
 
@@ -486,17 +486,41 @@ def test_cache_path_is_a_file(server, monkeypatch, tmp_path):
     assert server.requests == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only folders")
+def refuse_as_a_user(monkeypatch) -> None:
+    """Creating a file in a folder without write permission fails with EACCES, as it does for
+    any user but root (the kernel lets root write anywhere): the test runs as root too."""
+    real_open = os.open
+
+    def user_open(path, flags, *args, **kwargs):
+        folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+        if flags & os.O_CREAT and not os.stat(folder).st_mode & 0o200:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", user_open)
+
+
 def test_read_only_cache_folder(server, monkeypatch, cache):
     TALLY["fault cases"] += 1
     serve(server, monkeypatch, "mnist", mnist_files()[0])
     (cache / "mnist").mkdir()
     (cache / "mnist").chmod(0o500)
+    refuse_as_a_user(monkeypatch)
     try:
-        with pytest.raises(ds.DatasetUnavailable, match="BNVIZ_DATA_DIR"):
+        with pytest.raises(ds.DatasetUnavailable, match="BNVIZ_DATA_DIR") as err:
             ds.load_real("mnist")
+        assert os.strerror(errno.EACCES) in str(err.value), err.value
     finally:
         (cache / "mnist").chmod(0o700)
+
+
+def test_a_link_to_a_real_data_set_never_reaches_the_network():
+    """conftest's guard: offline, a link to cifar10 falls back to 'shapes' and says why."""
+    at = open_app(dataset="cifar10")
+    warnings = " ".join(w.value for w in at.warning)
+    assert "CIFAR-10 is not available" in warnings and "no internet connection" in warnings
+    assert ds.OFFLINE_HINT in warnings or "Showing the built-in 'shapes'" in warnings
+    assert at.session_state["session"].run.config.dataset == "shapes"
 
 
 @pytest.mark.parametrize("damage", ["wrong bytes", "truncated"])

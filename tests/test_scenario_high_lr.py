@@ -70,7 +70,7 @@ def test_activations_compound_through_depth_without_bn(results):
 
 def test_results_are_json_ready(results):
     for r in results.values():
-        json.dumps(r)
+        json.dumps(r, allow_nan=False)  # strict JSON: a NaN or inf would be written as a bare word
 
 
 def test_figures_on_empty_partial_and_full_results(results):
