@@ -68,12 +68,3 @@ def test_a_skipped_module_fails_the_run_in_ci(pytester, monkeypatch):
     result = run(pytester, monkeypatch, "1", {}, suite)
     assert result.ret != pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["  test_suite.py: *no module today"])
-
-
-def test_failures_keep_their_exit_status(pytester, monkeypatch):
-    suite = (
-        "import pytest\ndef test_fails():\n    assert False\ndef test_skips():\n    pytest.skip()\n"
-    )
-    result = run(pytester, monkeypatch, "1", {}, suite)
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.assert_outcomes(failed=1, skipped=1)
