@@ -122,9 +122,13 @@ def test_every_file_from_json_accepts_renders_every_figure(saved):
     assert len(edges) == 2 * 3 * 2  # run and twin, 2 blocks, 3 kinds
     outcomes = {"accepted": 0, "refused": 0}
 
-    @settings(max_examples=30, deadline=None, database=None)
+    # derandomized: the same examples on every run, so that CI cannot pass on one draw and
+    # fail on the next
+    @settings(max_examples=30, deadline=None, database=None, derandomize=True)
     @given(_ops(lists, scalars, edges))
-    # the two files, always tried: test accuracies one short, an infinite end edge
+    # always tried: the saved file unchanged (accepted), and the two files (refused):
+    # test accuracies one short, an infinite end edge
+    @example([])
     @example([("length", ("eval", key), "drop last") for key in EVAL_ACCURACIES])
     @example([("set", ("layers", 0, "snapshots", "edges", "pre_norm", 0), "-Infinity")])
     def check(ops):
