@@ -304,11 +304,23 @@ def test_status_line_shows_the_settings_in_force_and_ended_runs_offer_continue()
 
 
 def wait_for_steps(at: AppTest, steps: int) -> None:
-    """Until the worker has trained the session to `steps` (Play trains between script runs)."""
-    deadline = time.monotonic() + 60
-    while session(at).run.num_steps < steps and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert session(at).run.num_steps >= steps
+    """Until the worker has trained the session to `steps` (Play trains between script runs):
+    each step the worker takes notifies this wait."""
+    lock, stepped = session(at).lock, threading.Condition()
+    step = lock.step
+
+    def notifying(n: int = 1):
+        runs = step(n)
+        with stepped:
+            stepped.notify_all()
+        return runs
+
+    lock.step = notifying
+    try:
+        with stepped:
+            assert stepped.wait_for(lambda: session(at).run.num_steps >= steps, timeout=60)
+    finally:
+        del lock.step
 
 
 def test_continue_trains_a_finished_run_on_with_a_larger_budget():
