@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from bnviz import TrainConfig, Trainer, datasets
 from bnviz.config import MAX_STEPS_X_CHANNELS
 from bnviz.model import build_model
-from bnviz.trainer import EARLY_EVALS, _Batches, eval_due, eval_every, snapshot_every, to_tensor
+from bnviz.trainer import EARLY_EVALS, Batches, eval_due, eval_every, snapshot_every, to_tensor
 
 
 class BareLoop:
@@ -27,7 +27,7 @@ class BareLoop:
         self.data, self.config = data, config
         self.model = build_model(config, data.x_train.shape[1], len(data.classes))
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=0.9)
-        self.batches = _Batches(len(data.y_train), config.seed)
+        self.batches = Batches(len(data.y_train), config.seed)
 
     def step(self, n: int):
         for _ in range(n):

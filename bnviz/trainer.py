@@ -65,7 +65,7 @@ def _generator(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([seed, stream])
 
 
-class _Batches:
+class Batches:
     """Endless shuffled mini-batches, one permutation per epoch, from the run's own generator."""
 
     def __init__(self, size: int, seed: int):
@@ -241,7 +241,7 @@ class Trainer:
         sides = block_sides(side, len(config.widths))
         self.model = build_model(config, in_channels, len(self.data.classes))
         self.optimizer = _optimizer(config, self.model)
-        self.batches = _Batches(len(self.data.y_train), config.seed)
+        self.batches = Batches(len(self.data.y_train), config.seed)
         self.eval_x = to_tensor(self.data, self.data.x_test[:EVAL_SIZE])
         self.eval_y = torch.from_numpy(self.data.y_test[:EVAL_SIZE].copy())
         self.snapshot_every = snapshot_every(config)

@@ -12,7 +12,7 @@ from bnviz.trainer import (
     EARLY_EVALS,
     HIST_IMAGES,
     MIN_EVAL_EVERY,
-    _Batches,
+    Batches,
     eval_due,
     to_tensor,
 )
@@ -62,7 +62,7 @@ def test_batch_stats_and_first_update_match_a_recomputation():
     conv = torch.nn.Conv2d(1, 8, 3, padding=1, bias=False)
     conv.load_state_dict(trainer.model.blocks[0].conv.state_dict())
     data = ds.load("shapes")
-    idx = _Batches(len(data.y_train), config.seed).next(config.batch_size)
+    idx = Batches(len(data.y_train), config.seed).next(config.batch_size)
     with torch.no_grad():
         h = conv(to_tensor(data, data.x_train[idx])).double()
     run = trainer.step(1)
@@ -365,7 +365,7 @@ def test_batch_variance_is_exact_even_when_eps_dwarfs_it():
     config = TrainConfig(**{**SMALL, "eps": 1.0, "steps": 1})
     trainer = Trainer(config)
     data = trainer.data
-    idx = _Batches(len(data.y_train), config.seed).next(config.batch_size)
+    idx = Batches(len(data.y_train), config.seed).next(config.batch_size)
     trainer.data = ds.make_dataset(
         "shapes", data.x_train.copy(), data.y_train.copy(), data.x_test.copy(),
         data.y_test.copy(), data.classes,
