@@ -32,14 +32,12 @@ def norm_inputs(trainer: Trainer, layer: int, x: torch.Tensor) -> torch.Tensor:
     captured = []
     norm = trainer.model.blocks[layer].norm
     handle = norm.register_forward_pre_hook(lambda m, args: captured.append(args[0]))
-    was_recording, trainer._recording = trainer._recording, False
     try:
-        with torch.no_grad():
+        with torch.no_grad(), trainer.unrecorded():
             trainer.model.eval()
             trainer.model(x)
     finally:
         trainer.model.train()
-        trainer._recording = was_recording
         handle.remove()
     return captured[0]
 
@@ -127,13 +125,12 @@ def precise_statistics(trainer: Trainer, batches: int = 50) -> dict:
         norm.momentum = None  # cumulative average: every batch weighs the same
     data, rng = trainer.data, np.random.default_rng([trainer.config.seed, 3])
     trainer.model.train()
-    was_recording, trainer._recording = trainer._recording, False
     try:
-        for _ in range(batches):
-            idx = rng.choice(len(data.y_train), trainer.batch_size, replace=False)
-            trainer.model(to_tensor(data, data.x_train[idx]))
+        with trainer.unrecorded():
+            for _ in range(batches):
+                idx = rng.choice(len(data.y_train), trainer.batch_size, replace=False)
+                trainer.model(to_tensor(data, data.x_train[idx]))
     finally:
-        trainer._recording = was_recording
         for norm, momentum in zip(norms, momenta):
             norm.momentum = momentum
     after, _ = trainer.accuracy()

@@ -3,6 +3,7 @@ Run; Lockstep trains several models on the same batches; train() runs a config t
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import logging
@@ -425,10 +426,7 @@ class Trainer:
         """Test accuracy with running statistics (eval mode) and with batch statistics (train
         mode, batches of the training batch size); the running buffers are left untouched."""
         model = self.model
-        model.eval()
-        # in chunks: one pass over all 500 images would hold ~100 MB of activations at once
-        logits = torch.cat([model(x) for x in self.eval_x.split(EVAL_CHUNK)])
-        acc_running = _accuracy(logits, self.eval_y)
+        acc_running = self.eval_accuracy()
         if self.config.norm == "batch":
             model.train()
             norms = [b.norm for b in model.blocks]
@@ -448,6 +446,83 @@ class Trainer:
             acc_batch = acc_running  # no running statistics: both modes compute the same thing
         model.train()
         return acc_running, acc_batch
+
+    @torch.no_grad()
+    def eval_accuracy(self) -> float:
+        """Test accuracy in eval mode (running statistics) on the held-out images: the first
+        half of accuracy(), at half its cost."""
+        self.model.eval()
+        try:
+            # in chunks: one pass over all 500 images would hold ~100 MB of activations at once
+            logits = torch.cat([self.model(x) for x in self.eval_x.split(EVAL_CHUNK)])
+            return _accuracy(logits, self.eval_y)
+        finally:
+            self.model.train()
+
+    # ---- experiments: training and measuring outside the record ----
+    # Scenarios and measurements drive the model through these, never through the trainer's
+    # batches, optimizer or recording switch: what they do is not part of the run record.
+
+    @property
+    def recording(self) -> bool:
+        """True only during the forward pass of a recorded training step (step()): a hook of an
+        experiment can tell it from evaluation and from plain steps."""
+        return self._recording
+
+    @contextlib.contextmanager
+    def unrecorded(self):
+        """Forward passes inside are not recorded, even when run from a hook within a step."""
+        was_recording, self._recording = self._recording, False
+        try:
+            yield
+        finally:
+            self._recording = was_recording
+
+    def next_batch(self, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next training batch in the run's own order (the one step() draws from), as
+        normalized images and labels; `batch_size` defaults to the one in force."""
+        idx = self.batches.next(batch_size or self.batch_size)
+        x, y = self.data.x_train[idx], self.data.y_train[idx]
+        return to_tensor(self.data, x), torch.from_numpy(y)
+
+    def plain_step(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        after_backward: Callable[[], None] | None = None,
+    ) -> float:
+        """One optimizer step on (x, y) in train mode with nothing recorded: cross-entropy,
+        backward, after_backward() (to mask gradients, say), then `optimizer` (by default the
+        run's own). Returns the loss before the step; a non-finite loss leaves the weights as
+        they were. Raises ValueError where a BatchNorm gets one value per channel."""
+        self.model.train()
+        loss = F.cross_entropy(self.model(x), y)
+        value = loss.item()
+        if not math.isfinite(value):
+            return value
+        optimizer = optimizer or self.optimizer
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if after_backward is not None:
+            after_backward()
+        optimizer.step()
+        return value
+
+    def plain_steps(self, n: int, **step) -> tuple[str, int]:
+        """`n` plain_step()s on the run's next batches (several times cheaper per step than
+        step() at tiny batch sizes). Returns (status, steps done): 'completed', 'diverged'
+        (a non-finite loss, its step counted) or 'failed' (one value per channel)."""
+        for k in range(n):
+            x, y = self.next_batch()
+            try:
+                loss = self.plain_step(x, y, **step)
+            except ValueError:
+                return "failed", k
+            if not math.isfinite(loss):
+                return "diverged", k + 1
+        return "completed", n
 
     def stop(self, reason: str = "stopped by the user") -> None:
         """End a running run early (status 'stopped')."""

@@ -7,7 +7,6 @@ from bnviz import TrainConfig, Trainer
 from bnviz.scenarios.bn_only import (
     SCENARIO,
     _verdict,
-    heldout_accuracy,
     parameter_groups,
     random_masks,
     train_subset,
@@ -75,7 +74,7 @@ def test_frozen_weights_equal_their_initial_values(variant):
             changed += int((delta != 0).sum())
         assert 0 < changed <= count
     assert out["frozen_max_change"] == 0.0
-    assert out["final_acc"] == heldout_accuracy(trainer)
+    assert out["final_acc"] == trainer.eval_accuracy()
     assert out["final_acc"] == pytest.approx(trainer.accuracy()[0], abs=1e-6)  # eval mode
 
 

@@ -451,3 +451,72 @@ def test_lockstep_follows_the_first_trainer_when_another_one_diverges():
     lock = Lockstep([main, main.replace(norm="none")])
     lock.step(12)
     assert lock.runs[1].status == "diverged" and lock.runs[0].num_steps == 12
+
+
+def test_plain_steps_train_the_runs_model_on_its_batches_and_record_nothing():
+    """plain_steps draws the batches step() would draw, updates the model as step() would, and
+    leaves the record alone: the same weights as recorded steps, no rows."""
+    config = TrainConfig(**{**SMALL, "steps": 3})
+    recorded, plain = Trainer(config), Trainer(config)
+    recorded.step(3)
+    assert plain.plain_steps(3) == ("completed", 3)
+    assert plain.run.num_steps == 0
+    for a, b in zip(recorded.model.state_dict().values(), plain.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert plain.eval_accuracy() == recorded.accuracy()[0]
+
+
+def test_plain_step_reports_divergence_and_one_value_per_channel():
+    trainer = Trainer(TrainConfig(**{**SMALL, "norm": "none", "lr": 1e6}))
+    status, done = trainer.plain_steps(50)
+    assert status == "diverged" and 1 <= done <= 50
+    single = Trainer(TrainConfig(**{**SMALL, "batch_size": 1, "widths": (4, 4, 4, 4, 4, 4)}))
+    assert single.plain_steps(1) == ("failed", 0)
+
+
+def test_after_backward_and_another_optimizer_steer_a_plain_step():
+    trainer = Trainer(TrainConfig(**SMALL))
+    gammas = [b.norm.weight for b in trainer.model.blocks]
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    optimizer = torch.optim.SGD(gammas, lr=0.1)
+    x, y = trainer.next_batch()
+
+    def only_the_first_gamma_channel():
+        for gamma in gammas:
+            gamma.grad[1:] = 0
+
+    trainer.plain_step(x, y, optimizer=optimizer, after_backward=only_the_first_gamma_channel)
+    moved = [
+        (name, p.detach() != b)
+        for (name, p), b in zip(trainer.model.named_parameters(), before)
+        if (p.detach() != b).any()
+    ]
+    assert [name for name, _ in moved] == [f"blocks.{i}.norm.weight" for i in range(len(gammas))]
+    assert all(changed[1:].sum() == 0 and changed[0] for _, changed in moved)
+
+
+def test_unrecorded_forward_passes_inside_a_step_leave_the_record_alone():
+    """A hook that runs the model again during a recorded step (as an experiment might) must
+    not overwrite the step's statistics: unrecorded() switches recording off inside."""
+    config = TrainConfig(**{**SMALL, "steps": 1})
+    plain, nested = Trainer(config), Trainer(config)
+    seen = []
+
+    def again(module, inputs, output):
+        if nested.recording:
+            seen.append(True)
+            with nested.unrecorded():
+                assert not nested.recording
+                nested.model.eval()
+                nested.model(nested.eval_x[:4])
+                nested.model.train()
+            assert nested.recording
+
+    nested.model.blocks[-1].act.register_forward_hook(again)
+    plain.step(1)
+    nested.step(1)
+    assert seen == [True]
+    for i in range(len(SMALL["widths"])):
+        np.testing.assert_array_equal(
+            plain.run.layer_stat(i, "batch_mean"), nested.run.layer_stat(i, "batch_mean")
+        )

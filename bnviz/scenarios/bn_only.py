@@ -11,13 +11,12 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import optim
 from ..config import TrainConfig
 from ..record import Run
-from ..trainer import Trainer, to_tensor
+from ..trainer import Trainer
 from .base import Results, Scenario, job
 from .common import (
     BN_COLOR,
@@ -72,17 +71,6 @@ def random_masks(weights: list[nn.Parameter], count: int, seed: int) -> list[tor
     return [torch.from_numpy(m.reshape(p.shape)) for m, p in zip(pieces, weights)]
 
 
-@torch.no_grad()
-def heldout_accuracy(trainer: Trainer) -> float:
-    """Accuracy on the trainer's held-out images in eval mode (running statistics): the first
-    half of Trainer.accuracy(), without its batch-statistics pass."""
-    model = trainer.model
-    model.eval()
-    correct = (model(trainer.eval_x).argmax(1) == trainer.eval_y).float().mean()
-    model.train()
-    return clean(correct)
-
-
 def train_variant(trainer: Trainer, variant: str, steps: int, eval_every: int) -> dict:
     """Train `trainer.model` for `steps` steps of Adam (lr from its config) on its batches:
     'bn_only' trains gamma and beta, with every conv/linear weight and bias frozen at its
@@ -110,28 +98,26 @@ def train_variant(trainer: Trainer, variant: str, steps: int, eval_every: int) -
     optimizer = optim.Adam(trained, lr=config.lr)
     fresh = trainer.steps_done == 0 and trainer.run.eval_steps == [0]
     # a fresh Trainer has measured step 0 already (the same eval-mode accuracy)
-    start_acc = trainer.run.acc_running_stats[0] if fresh else heldout_accuracy(trainer)
+    start_acc = trainer.run.acc_running_stats[0] if fresh else clean(trainer.eval_accuracy())
     eval_steps, test_acc = [0], [start_acc]
     diverged_step = None
-    model.train()
-    for step in range(1, steps + 1):
-        idx = trainer.batches.next(config.batch_size)
-        x, y = to_tensor(data, data.x_train[idx]), torch.from_numpy(data.y_train[idx])
-        loss = F.cross_entropy(model(x), y)
-        if not math.isfinite(loss.item()):
-            diverged_step = step
-            break
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+
+    def mask_gradients():
         for p, mask in zip(weights, masks):
             p.grad.mul_(mask)  # only the chosen entries learn (Adam moves zero-gradient ones by 0)
-        optimizer.step()
+
+    for step in range(1, steps + 1):
+        x, y = trainer.next_batch(config.batch_size)
+        loss = trainer.plain_step(x, y, optimizer=optimizer, after_backward=mask_gradients)
+        if not math.isfinite(loss):
+            diverged_step = step
+            break
         if step % eval_every == 0 or step == steps:
             eval_steps.append(step)
-            test_acc.append(heldout_accuracy(trainer))
+            test_acc.append(clean(trainer.eval_accuracy()))
     if diverged_step is not None and eval_steps[-1] != diverged_step - 1:
         eval_steps.append(diverged_step - 1)
-        test_acc.append(heldout_accuracy(trainer))
+        test_acc.append(clean(trainer.eval_accuracy()))
     # what moved: every frozen (or masked-out) entry must still equal its initial value exactly
     learns = {id(p): torch.ones_like(p) for p in trained}
     learns.update({id(p): mask for p, mask in zip(weights, masks)})

@@ -9,11 +9,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-import torch
-import torch.nn.functional as F
 
 from ..record import Run
-from ..trainer import Trainer, to_tensor
 
 BN_COLOR = "#0072B2"  # BatchNorm, drawn solid
 NONE_COLOR = "#D55E00"  # no normalization (or the baseline), drawn dashed
@@ -209,40 +206,3 @@ def curves(run: Run) -> dict:
         "final_acc_batch": float(run.acc_batch_stats[-1]),
         "final_loss": final_loss(run),
     }
-
-
-# --- training and measuring without recording ----------------------------------------------
-
-
-@torch.no_grad()
-def eval_accuracy(trainer: Trainer) -> float:
-    """Test accuracy in eval mode (running statistics) only, on the trainer's held-out images;
-    half the cost of Trainer.accuracy(), which also measures with batch statistics."""
-    model = trainer.model
-    model.eval()
-    try:
-        return float((model(trainer.eval_x).argmax(1) == trainer.eval_y).float().mean())
-    finally:
-        model.train()
-
-
-def bare_steps(trainer: Trainer, steps: int) -> tuple[str, int]:
-    """`steps` plain optimizer steps on the trainer's own model, optimizer and batch order, with
-    no recording (several times cheaper per step than Trainer.step at tiny batch sizes).
-    Returns (status, steps done): 'completed', 'diverged' (non-finite loss) or 'failed'."""
-    model, optimizer, data = trainer.model, trainer.optimizer, trainer.data
-    model.train()
-    for k in range(steps):
-        idx = trainer.batches.next(trainer.batch_size)
-        x = to_tensor(data, data.x_train[idx])
-        y = torch.from_numpy(data.y_train[idx])
-        try:
-            loss = F.cross_entropy(model(x), y)
-        except ValueError:  # one value per channel in BatchNorm
-            return "failed", k
-        if not math.isfinite(loss.item()):
-            return "diverged", k + 1
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return "completed", steps

@@ -20,7 +20,7 @@ from ..config import TrainConfig
 from ..figures import MAIN_DASH, TWIN_DASH, layer_color
 from ..model import build_model
 from ..record import Run
-from ..trainer import Trainer, to_tensor
+from ..trainer import Trainer
 from .base import Results, Scenario, job
 from .common import (
     BN_COLOR,
@@ -179,7 +179,7 @@ def shift_and_smoothness(
         eval_every=steps,
     )
     trainer = Trainer(config)
-    model, optimizer, data = trainer.model, trainer.optimizer, trainer.data
+    model, data = trainer.model, trainer.data
     scratch = build_model(config, data.x_train.shape[1], len(data.classes))
     names = [name for name, _ in layer_params(model)]
     rows: dict[str, list] = {
@@ -187,10 +187,8 @@ def shift_and_smoothness(
     }
     along: dict[str, list] = {}
     diverged_step = None
-    model.train()
     for t in range(steps):
-        idx = trainer.batches.next(batch_size)
-        x, y = to_tensor(data, data.x_train[idx]), torch.from_numpy(data.y_train[idx])
+        x, y = trainer.next_batch(batch_size)
 
         def loss_fn(m: nn.Module, x=x, y=y) -> torch.Tensor:
             return F.cross_entropy(m(x), y)
@@ -200,21 +198,18 @@ def shift_and_smoothness(
             scratch.load_state_dict(model.state_dict())
             for key, value in landscape(scratch, loss_fn, step_sizes).items():
                 along.setdefault(key, []).append(value)
-        loss = loss_fn(model)
-        if not math.isfinite(loss.item()):
+        loss = trainer.plain_step(x, y)
+        if not math.isfinite(loss):
             diverged_step = t + 1
             for key in along:  # keep the series aligned with the recorded steps
                 along[key] = along[key][: len(rows["steps"])]
             break
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
         if measure:
             updated = [[p.detach().clone() for p in params] for _, params in layer_params(model)]
             layers = [params for _, params in layer_params(scratch)]
             shifts = gradient_shift(scratch, layers, updated, loss_fn)
             rows["steps"].append(t)
-            rows["loss"].append(clean(loss.detach()))
+            rows["loss"].append(clean(loss))
             rows["ics_l2"].append([clean(s[0]) for s in shifts])
             rows["ics_cos"].append([clean(s[1]) for s in shifts])
             rows["layer_grad_norm"].append([clean(s[2]) for s in shifts])

@@ -15,13 +15,12 @@ from plotly.subplots import make_subplots
 
 from ..config import TrainConfig
 from ..record import Run
-from ..trainer import Trainer, to_tensor
+from ..trainer import Trainer
 from .base import Scenario, job
 from .common import (
     BN_COLOR,
     NEUTRAL,
     NONE_COLOR,
-    bare_steps,
     clean,
     clean_list,
     finish,
@@ -146,10 +145,9 @@ def loss_ratio(
     )
     trainer = Trainer(config)
     if after_steps:
-        bare_steps(trainer, after_steps)
-    model, data = trainer.model, trainer.data
-    idx = trainer.batches.next(batch_size)
-    x, y = to_tensor(data, data.x_train[idx]), torch.from_numpy(data.y_train[idx])
+        trainer.plain_steps(after_steps)
+    model = trainer.model
+    x, y = trainer.next_batch(batch_size)
     model.train()
     loss = F.cross_entropy(model(x), y)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -202,7 +200,7 @@ def activation_scale(
 
     def hook(store, i):
         def record(module, inputs, output):
-            if trainer._recording:  # the training forward pass only
+            if trainer.recording:  # the training forward pass only
                 value = inputs[0] if store is pre else output
                 store[i] = clean(value.detach().double().std())
 

@@ -15,7 +15,6 @@ from .common import (
     BN_COLOR,
     NONE_COLOR,
     clean_list,
-    eval_accuracy,
     finish,
     lr_text,
     note,
@@ -62,13 +61,13 @@ def sigmoid_run(
         eval_every=steps,
     )
     trainer = Trainer(config)
-    eval_steps, accuracy = [0], [eval_accuracy(trainer)]
+    eval_steps, accuracy = [0], [trainer.eval_accuracy()]
     every = max(1, steps // EVALS)
     while not trainer.finished:
         trainer.step(min(every, steps - trainer.steps_done))
         if trainer.run.status != "diverged":
             eval_steps.append(trainer.steps_done)
-            accuracy.append(eval_accuracy(trainer))
+            accuracy.append(trainer.eval_accuracy())
     run = trainer.run
     last = len(widths) - 1
     snaps = run.snapshots[last]

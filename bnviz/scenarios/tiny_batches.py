@@ -18,7 +18,6 @@ from .common import (
     BN_COLOR,
     GN_COLOR,
     NEUTRAL,
-    bare_steps,
     clean,
     finish,
     in_force,
@@ -76,7 +75,7 @@ def batch_run(
         eval_every=steps,
     )
     trainer = Trainer(config)
-    status, done = bare_steps(trainer, steps)
+    status, done = trainer.plain_steps(steps)
     acc_running, acc_batch = trainer.accuracy()
     return {
         "norm": norm,
