@@ -70,7 +70,7 @@ def _saved_mb(steps: int) -> float:
 
 def main() -> None:
     from bnviz.config import MAX_BATCH_X_WIDTH, MAX_STEPS_X_CHANNELS
-    from bnviz.record import MAX_FILE_MB
+    from bnviz.runfile import MAX_FILE_MB
 
     print(f"MAX_BATCH_X_WIDTH {MAX_BATCH_X_WIDTH:,}, MAX_STEPS_X_CHANNELS "
           f"{MAX_STEPS_X_CHANNELS:,}, MAX_FILE_MB {MAX_FILE_MB}\n")  # fmt: skip

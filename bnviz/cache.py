@@ -130,13 +130,15 @@ class Worker:
         """0 while running (or about to: a thread is free), k when it waits for the k-th
         thread to come free, None when not queued."""
         with self._lock:
-            future = self._pending.get(key)
-            if future is None or future.done():
-                return None
-            if future.running():
-                return 0
-            running = sum(f.running() for f in self._pending.values())
-            waiting = [k for k, f in self._pending.items() if not f.running() and not f.done()]
+            # one reading of each future's state: a thread may start one at any moment
+            states = {k: "running" if f.running() else f.done() for k, f in self._pending.items()}
+        state = states.get(key, True)
+        if state is True:  # not queued, or done
+            return None
+        if state == "running":
+            return 0
+        running = sum(s == "running" for s in states.values())
+        waiting = [k for k, s in states.items() if s is False]
         return max(0, waiting.index(key) + 1 - (self.threads - running))
 
 

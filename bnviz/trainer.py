@@ -19,13 +19,12 @@ from torch import nn
 from . import datasets, optim
 from .config import LIVE_FIELDS, TrainConfig
 from .datasets import Dataset
-from .model import block_sides, build_model
-from .record import HIST_KINDS, MAX_MESSAGE, MAX_SNAPSHOTS, LayerInfo, Run
+from .model import build_model
+from .record import HIST_KINDS, MAX_MESSAGE, MAX_SNAPSHOTS, Run, layer_infos
 
 log = logging.getLogger(__name__)
 
 HIST_BINS = 40
-TRACKED_CHANNELS = 8  # per-channel histograms for the first few channels of each block
 EVAL_SIZE = 500  # held-out images used for test accuracy
 EVAL_CHUNK = 100  # evaluated this many at a time (eval mode: each image on its own anyway)
 MIN_SNAPSHOT_EVERY = 5  # histograms cost time: at most one snapshot every 5 steps by default
@@ -239,7 +238,6 @@ class Trainer:
                 f"{config.dataset} training set; got {config.batch_size}"
             )
         in_channels, side = self.data.x_train.shape[1], self.data.x_train.shape[2]
-        sides = block_sides(side, len(config.widths))
         self.model = build_model(config, in_channels, len(self.data.classes))
         self.optimizer = _optimizer(config, self.model)
         self.batches = Batches(len(self.data.y_train), config.seed)
@@ -248,27 +246,10 @@ class Trainer:
         self.snapshot_every = snapshot_every(config)
         self.eval_every = eval_every(config)
         self.eval_early = config.eval_every is None  # a set cadence is kept exactly
-        # the values in force now; set() changes them mid-run
-        self.settings = {k: getattr(config, k) for k in LIVE_FIELDS}
         self.params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         self._param_index = {name: i for i, (name, _) in enumerate(self.params)}
-        layers = []
-        for i, block in enumerate(self.model.blocks):
-            channels = block.conv.out_channels
-            norm = block.norm
-            layers.append(
-                LayerInfo(
-                    name=f"block{i + 1}",
-                    channels=channels,
-                    norm=config.norm,
-                    has_running_stats=getattr(norm, "running_mean", None) is not None,
-                    has_affine=getattr(norm, "weight", None) is not None,
-                    saturation="dead" if config.activation == "relu" else "saturated",
-                    unit=(0, sides[i] // 2, sides[i] // 2),
-                    tracked_channels=min(channels, TRACKED_CHANNELS),
-                )
-            )
-        self.run = Run(config, layers, [n for n, _ in self.params])
+        layers = layer_infos(config, side)
+        self.run = Run(config, layers, [n for n, _ in self.params], HIST_IMAGES)
         self._recording = self._snapshot = False
         self.probes = [_Probe(self, i, b) for i, b in enumerate(self.model.blocks)]
         self._first_loss: float | None = None
@@ -304,16 +285,15 @@ class Trainer:
         """Change batch_size, lr, eps or momentum from the next step on; recorded in run.changes
         (eps and momentum reach only norms that have them)."""
         for name, value in changes.items():
-            if name not in self.settings:
-                allowed = ", ".join(self.settings)
+            if name not in LIVE_FIELDS:
+                allowed = ", ".join(LIVE_FIELDS)
                 raise ValueError(f"only {allowed} can change mid-run; got {name!r}")
             self.config.replace(**{name: value})  # validates the value
             if name == "batch_size" and value > len(self.data.y_train):
                 raise ValueError(f"batch_size must be at most {len(self.data.y_train)}")
-            old = self.settings[name]
+            old = self.run.setting_at(name)
             if value == old:
                 continue
-            self.settings[name] = value
             if name == "lr":
                 for group in self.optimizer.param_groups:
                     group["lr"] = float(value)
@@ -326,7 +306,7 @@ class Trainer:
 
     @property
     def batch_size(self) -> int:
-        return self.settings["batch_size"]
+        return self.run.setting_at("batch_size")
 
     def _one_step(self):
         config, model = self.config, self.model
@@ -353,7 +333,7 @@ class Trainer:
             self._first_loss = loss_value
         if not math.isfinite(loss_value) or loss_value > EXPLODED * max(self._first_loss, 1e-3):
             self.run.diverged_step = step
-            eps_zero = config.norm != "none" and self.settings["eps"] == 0
+            eps_zero = config.norm != "none" and self.run.setting_at("eps") == 0
             self._end("diverged", _divergence_message(step, loss_value, self._first_loss, eps_zero))
             return
         self.optimizer.zero_grad(set_to_none=True)

@@ -376,7 +376,7 @@ def test_continue_and_fork_after_torch_refuses_eps_zero():
     assert run.changes[-1] == {"step": forked_at + 1, "field": "lr", "old": 0.05, "new": 0.01}
     assert run.parent.num_steps == forked_at and at.select_slider(key="lr").value == 0.01
     at.button(key="step").click().run()
-    assert session(at).trainer.settings["lr"] == 0.01
+    assert session(at).trainer.run.setting_at("lr") == 0.01
     assert len(session(at).run.changes) == 2  # the sidebar agrees: no change applied twice
     loss = figure(at, "loss")
     assert traces(loss, "before the branch")  # the run before the fork, drawn under it
@@ -463,7 +463,7 @@ def test_a_refused_link_leaves_the_sidebar_showing_the_settings_in_force():
     assert (at.select_slider(key="batch_size").value, at.select_slider(key="width").value) == (
         512, 16,
     )  # fmt: skip
-    config = session(at).run.config_in_force()
+    config = session(at).run.config_at()
     assert (config.batch_size, config.widths[0]) == (512, 16)
     assert "x width of the first block 32" in " ".join(e.value for e in at.error)
 

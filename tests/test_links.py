@@ -71,7 +71,7 @@ def test_hidden_controls_are_not_drawn_but_keep_their_values():
     assert "eps" not in keys and "momentum" not in keys and "batch_size" in keys
     assert at.session_state["session"].run.config.eps == 0.001
     at.select_slider(key="batch_size").set_value(16).run()
-    assert at.session_state["session"].trainer.settings["eps"] == 0.001
+    assert at.session_state["session"].trainer.run.setting_at("eps") == 0.001
     assert "hide=eps,momentum" in " ".join(c.value for c in at.code)
 
 

@@ -2,6 +2,7 @@ import copy
 import json
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -81,9 +82,9 @@ def test_save_is_atomic(small_trainer, tmp_path, monkeypatch, crash_in):
             raise OSError("disk full")
 
     if crash_in == "write":
-        monkeypatch.setattr("bnviz.record.os.fdopen", HalfWritten)
+        monkeypatch.setattr("bnviz.runfile.os.fdopen", HalfWritten)
     else:
-        target = {"fsync": "bnviz.record.os.fsync", "replace": "bnviz.record.os.replace"}
+        target = {"fsync": "bnviz.runfile.os.fsync", "replace": "bnviz.runfile.os.replace"}
         monkeypatch.setattr(target[crash_in], crash)
     with pytest.raises(OSError):
         small_trainer.run.save(path)
@@ -94,7 +95,7 @@ def test_save_is_atomic(small_trainer, tmp_path, monkeypatch, crash_in):
 def test_save_flushes_to_disk_and_respects_the_umask(small_trainer, tmp_path, monkeypatch):
     synced = []
     fsync = os.fsync
-    monkeypatch.setattr("bnviz.record.os.fsync", lambda fd: synced.append(fd) or fsync(fd))
+    monkeypatch.setattr("bnviz.runfile.os.fsync", lambda fd: synced.append(fd) or fsync(fd))
     umask = os.umask(0o027)
     try:
         path = small_trainer.run.save(tmp_path / "run.json")
@@ -185,3 +186,57 @@ def test_a_twin_is_saved_with_the_run_and_checked_on_load():
     nested["twin"]["twin"] = run.to_dict()
     with pytest.raises(ValueError, match="without a twin of its own"):
         Run.from_dict(nested)
+
+
+def test_the_record_carries_what_figures_need_and_a_version_1_file_still_loads(small_trainer):
+    """Version 2 saves the histogram image count and each block's feature-map side; a file of
+    version 1 (without them) loads with the values its trainer used: 8 images, and the sides
+    of 28 px images halving at each block."""
+    from bnviz.trainer import HIST_IMAGES
+
+    run = small_trainer.run
+    assert run.hist_images == HIST_IMAGES
+    assert [info.side for info in run.layers] == [28, 14]
+    assert [info.values_per_channel for info in run.layers] == [784, 196]
+    d = run.to_dict()
+    assert d["version"] == 2 and d["hist_images"] == HIST_IMAGES
+    assert [layer["side"] for layer in d["layers"]] == [28, 14]
+    old = copy.deepcopy(d)
+    old["version"] = 1
+    del old["hist_images"]
+    for layer in old["layers"]:
+        del layer["side"]
+    loaded = Run.from_dict(old)
+    assert loaded.to_dict() == d
+
+
+@pytest.mark.parametrize(
+    "mutate, words",
+    [
+        (lambda d: d["layers"][1].update(side=13), "block2 side must be 14"),
+        (lambda d: d["layers"][0].update(side=40), "side must be an integer from 1 to 32"),
+        (lambda d: d.update(hist_images=0), "hist_images must be an integer"),
+        (lambda d: d["layers"][0].update(unit=[0, 3, 3]), "block1 unit must be [0, 14, 14]"),
+        (lambda d: d.update(version=3), "expected 1 to 2"),
+        (lambda d: d.pop("hist_images"), "lacks hist_images"),
+    ],
+)
+def test_what_figures_need_is_checked_against_the_model_on_load(small_trainer, mutate, words):
+    d = copy.deepcopy(small_trainer.run.to_dict())
+    mutate(d)
+    with pytest.raises(ValueError, match=re.escape(words)):
+        Run.from_dict(d)
+
+
+def test_setting_at_a_step_follows_the_recorded_changes():
+    trainer = Trainer(TrainConfig(**{**SMALL, "steps": 6}))
+    trainer.step(2)
+    trainer.set(lr=0.01)  # from step 3
+    trainer.step(2)
+    trainer.set(lr=0.2, batch_size=16)  # from step 5
+    run = trainer.run
+    assert [run.setting_at("lr", s) for s in (1, 2, 3, 4, 5)] == [0.05, 0.05, 0.01, 0.01, 0.2]
+    assert run.setting_at("batch_size", 4) == 32 and run.setting_at("batch_size") == 16
+    assert run.config_at(3) == run.config.replace(lr=0.01)
+    assert run.config_at() == run.config.replace(lr=0.2, batch_size=16)
+    assert trainer.batch_size == 16

@@ -111,7 +111,7 @@ def test_over_the_cap_in_the_sidebar_is_refused_and_the_run_and_sidebar_keep_the
     assert session(at) is before and session(at).run.config.widths[0] == 16
     assert at.select_slider(key="width").value == 16  # the sidebar shows what is in force
     at.select_slider(key="width").set_value(16).run()  # 512 x 16 is allowed
-    assert not errors(at) and session(at).trainer.settings["batch_size"] == 512
+    assert not errors(at) and session(at).trainer.run.setting_at("batch_size") == 512
 
 
 def test_a_long_run_of_a_wide_network_is_refused_in_the_sidebar(quick_openings):

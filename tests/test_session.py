@@ -40,7 +40,7 @@ def test_live_changes_apply_to_both_networks_and_structural_ones_change_the_key(
     assert session.apply_live_changes(config(batch_size=8, lr=0.01)) == ["batch_size", "lr"]
     assert session.apply_live_changes(config(batch_size=8, lr=0.01)) == []  # idempotent
     for trainer in session.lock.trainers:
-        assert trainer.settings["batch_size"] == 8 and trainer.settings["lr"] == 0.01
+        assert trainer.run.setting_at("batch_size") == 8 and trainer.run.setting_at("lr") == 0.01
     assert session.run.changes[0]["step"] == 3
     base = structural_key(config(), "none")
     assert structural_key(config(batch_size=8, eps=1e-3, momentum=None, lr=1.0), "none") == base

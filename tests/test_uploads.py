@@ -17,7 +17,7 @@ import pytest
 import torch
 from conftest import TALLY
 
-from bnviz import Lockstep, Run, TrainConfig, Trainer, record
+from bnviz import Lockstep, Run, TrainConfig, Trainer, runfile
 from bnviz.ui.controls import CONTROLS
 from bnviz.ui.views import export
 
@@ -248,15 +248,15 @@ def test_hostile_objects_are_refused_by_from_dict(small_trainer):
 def test_the_size_cap_is_one_number_checked_before_parsing(page, monkeypatch):
     TALLY["hostile files"] += 1
     cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
-    assert cfg["server"]["maxUploadSize"] == record.MAX_FILE_MB
-    big = Upload(b"", size=(record.MAX_FILE_MB + 1) * 2**20)
+    assert cfg["server"]["maxUploadSize"] == runfile.MAX_FILE_MB
+    big = Upload(b"", size=(runfile.MAX_FILE_MB + 1) * 2**20)
     big.getvalue = lambda: pytest.fail("an oversized upload was read")
     export._load_upload(big)
-    cap = record.MAX_FILE_MB
+    cap = runfile.MAX_FILE_MB
     assert page.errors == [
         f"That file is {cap + 1:.1f} MB; saved runs are at most {cap} MB, so nothing was loaded."
     ]
-    monkeypatch.setattr(record, "MAX_FILE_MB", 1)  # Run.from_json checks the same cap
+    monkeypatch.setattr(runfile, "MAX_FILE_MB", 1)  # Run.from_json checks the same cap
     with pytest.raises(ValueError, match="2.0 MB is over the 1 MB limit"):
         Run.from_json(b" " * 2 * 2**20)
 
@@ -273,7 +273,7 @@ def test_a_run_with_every_kind_of_change_reloads_identically():
     assert len(run.changes) == 5 and run.status == "completed"
     loaded = Run.from_json(run.to_json())
     assert loaded.to_json() == run.to_json()
-    assert loaded.config_in_force() == run.config_in_force()
+    assert loaded.config_at() == run.config_at()
 
 
 def test_the_pickle_marker_would_show_execution(tmp_path, monkeypatch):
@@ -326,10 +326,10 @@ def test_the_default_run_fits_the_upload_cap_and_larger_runs_load_in_python(tmp_
     per_step = len(json.dumps(d, separators=(",", ":"))) / 20
     per_snapshot = len(json.dumps(snapshots, separators=(",", ":"))) / len(snapshots[0]["steps"])
     default = per_step * 300 + per_snapshot * 300 / trainer.snapshot_every
-    assert default < record.MAX_FILE_MB * 2**20 / 2, default / 2**20
+    assert default < runfile.MAX_FILE_MB * 2**20 / 2, default / 2**20
     TALLY["hostile files"] += 1
     path = trainer.run.save(tmp_path / "run.json")
-    monkeypatch.setattr(record, "MAX_FILE_MB", path.stat().st_size / 2**20 / 2)
+    monkeypatch.setattr(runfile, "MAX_FILE_MB", path.stat().st_size / 2**20 / 2)
     with pytest.raises(ValueError, match="limit of a saved run"):
         Run.from_json(path.read_bytes())
     assert Run.load(path).to_json() == trainer.run.to_json()

@@ -253,7 +253,7 @@ def _go_on_buttons(session: Session, continue_column, fork_column):
             "Setting to change", LIVE_FIELDS, key="fork_field", format_func=FORK_NAMES.get
         )
         choices = _fork_choices(field)
-        now = session.trainer.settings[field] if live else None
+        now = session.trainer.run.setting_at(field) if live else None
         st.select_slider(
             f"New {FORK_NAMES[field]}",
             choices,
@@ -364,7 +364,7 @@ def _status(frame: Frame):
     elif frame.replay is None and frame.steps_per_second:
         text += f" · {frame.steps_per_second:.0f} steps/s"
     st.markdown(text)
-    st.caption(describe(run.config_in_force()))
+    st.caption(describe(run.config_at()))
     if state in ("diverged", "failed"):
         st.error(plain(frame.session.error or run.message), icon=":material/error:")
     twin = frame.twin

@@ -223,8 +223,8 @@ class Session:
 
     def pending_changes(self, config: TrainConfig) -> list[str]:
         """The live fields whose value in config differs from the one in force."""
-        settings = self.lock.trainers[0].settings
-        return [k for k in LIVE_FIELDS if getattr(config, k) != settings[k]]
+        run = self.lock.trainers[0].run
+        return [k for k in LIVE_FIELDS if getattr(config, k) != run.setting_at(k)]
 
     def apply_live_changes(self, config: TrainConfig) -> list[str]:
         """Apply changed batch size / eps / momentum / lr from the next step on."""

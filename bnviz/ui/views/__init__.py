@@ -1,1 +1,1 @@
-"""One module per view; each has render(session)."""
+"""One module per view; each has render(frame)."""

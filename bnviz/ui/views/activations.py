@@ -6,13 +6,12 @@ from __future__ import annotations
 import streamlit as st
 
 from ... import figures
-from ...trainer import HIST_IMAGES
 from ..session import Frame
 from .common import ALL_CHANNELS, chart, pick_channel, pick_layer, pick_step, secondary_chart
 
 
-def render(session: Frame) -> None:
-    run, twin = session.run, session.twin
+def render(frame: Frame) -> None:
+    run, twin = frame.run, frame.twin
     cols = st.columns([1, 1, 3])
     layer = pick_layer(run, "act_layer", cols[0])
     channel = pick_channel(run, layer, "act_channel", cols[1], allow_all=True, tracked_only=True)
@@ -30,7 +29,7 @@ def render(session: Frame) -> None:
         "histograms",
     )
     st.caption(
-        f"Histograms use the first {HIST_IMAGES} images of that step's training batch; the bin "
+        f"Histograms use the first {run.hist_images} images of that step's training batch; the bin "
         "edges are fixed for the whole run, so steps compare. Values beyond the edges count in "
         "the end bins."
     )
@@ -44,6 +43,6 @@ def render(session: Frame) -> None:
     left, right = st.columns(2)
     with left:
         build = lambda: figures.percentile_figure(run, layer, twin, which)  # noqa: E731
-        secondary_chart(session, "percentiles", build, layer, which)
+        secondary_chart(frame, "percentiles", build, layer, which)
     with right:
-        secondary_chart(session, "saturation", lambda: figures.saturation_figure(run, twin))
+        secondary_chart(frame, "saturation", lambda: figures.saturation_figure(run, twin))

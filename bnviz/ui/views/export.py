@@ -6,15 +6,16 @@ from __future__ import annotations
 import streamlit as st
 
 from ... import figures
-from ...record import MAX_FILE_MB, Run
+from ...record import Run
+from ...runfile import MAX_FILE_MB
 from .. import session as sessions
 from ..controls import plain
 from ..session import Frame, Session
 
 
-def figure_builders(session: Frame) -> dict:
+def figure_builders(frame: Frame) -> dict:
     """Every whole-run figure of the current run, by title, built only when asked for."""
-    run, twin = session.run, session.twin
+    run, twin = frame.run, frame.twin
     last_layer = len(run.layers) - 1
     builders = {
         "Training loss": lambda: figures.loss_figure(run, twin),
@@ -38,9 +39,9 @@ def figure_builders(session: Frame) -> dict:
     return builders
 
 
-def saved_json(session: Frame) -> str:
+def saved_json(frame: Frame) -> str:
     """The file "Run record (JSON)" downloads: the run and its twin's record."""
-    return session.run.to_json(session.twin)
+    return frame.run.to_json(frame.twin)
 
 
 def _load_upload(upload) -> None:
@@ -85,16 +86,16 @@ def _back_to_live():
     sessions.replace(st.session_state, None)
 
 
-def render(session: Frame) -> None:
-    run = session.run
+def render(frame: Frame) -> None:
+    run = frame.run
     left, right = st.columns(2)
     with left:
         st.subheader("Download")
-        config = run.config_in_force()
+        config = run.config_at()
         name = f"bnviz-{config.norm}-bs{config.batch_size}-step{run.num_steps}"
         st.download_button(
             "Run record (JSON)",
-            lambda: saved_json(session),
+            lambda: saved_json(frame),
             file_name=f"{name}.json",
             mime="application/json",
             key="download_run",
@@ -107,7 +108,7 @@ def render(session: Frame) -> None:
             "1,000 steps of the default network alone, fewer with a twin); larger ones load in "
             "Python with `bnviz.Run.load(path)`."
         )
-        builders = figure_builders(session)
+        builders = figure_builders(frame)
         title = st.selectbox("Figure", list(builders), key="export_figure")
         st.download_button(
             "Figure (standalone HTML)",
@@ -126,6 +127,6 @@ def render(session: Frame) -> None:
         )
         if upload is not None and st.session_state.get("loaded_upload") != upload.file_id:
             _load_upload(upload)
-        if session.replay is not None:
+        if frame.replay is not None:
             st.success(f"Replaying a saved run: {_saved_state(run)}.")
             st.button("Back to live training", key="live", on_click=_back_to_live)

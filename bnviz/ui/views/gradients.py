@@ -42,13 +42,13 @@ def measured(run: Run, twin: Run | None) -> str:
     )
 
 
-def render(session: Frame) -> None:
+def render(frame: Frame) -> None:
     left, right = st.columns(2)
     with left:
-        chart(figures.grad_norm_figure(session.run, session.twin), "grad_norm")
+        chart(figures.grad_norm_figure(frame.run, frame.twin), "grad_norm")
     with right:
-        build = lambda: figures.update_ratio_figure(session.run, session.twin)  # noqa: E731
-        secondary_chart(session, "update_ratio", build)
+        build = lambda: figures.update_ratio_figure(frame.run, frame.twin)  # noqa: E731
+        secondary_chart(frame, "update_ratio", build)
     st.caption(
         "Left: the norm of the loss gradient reaching each normalization layer's input. Right: "
         "how far each step moves the weights, relative to their size. The dotted 1e-3 is a "
@@ -56,5 +56,5 @@ def render(session: Frame) -> None:
         "SGD: a rough guide for that setting, not a limit for this network. BatchNorm makes a "
         "layer's output ignore the scale of the weights before it (BN(cWx) = BN(Wx)), so "
         "there the ratio says less about whether steps are too large: compare the two "
-        "networks here." + measured(session.run, session.twin)
+        "networks here." + measured(frame.run, frame.twin)
     )

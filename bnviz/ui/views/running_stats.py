@@ -52,8 +52,8 @@ def formula_latex(numbers: dict) -> tuple[str, str]:
     return mean, var
 
 
-def render(session: Frame) -> None:
-    run = session.run
+def render(frame: Frame) -> None:
+    run = frame.run
     cols = st.columns([1, 1, 3])
     layer = pick_layer(run, "rs_layer", cols[0])
     channel = pick_channel(run, layer, "rs_channel", cols[1])
@@ -93,7 +93,7 @@ def render(session: Frame) -> None:
         )
     left, right = st.columns(2)
     with left:
-        secondary_chart(session, "affine", lambda: figures.affine_figure(run, layer), layer)
+        secondary_chart(frame, "affine", lambda: figures.affine_figure(run, layer), layer)
     with right:
         build = lambda: figures.gain_figure(run, layer, index)  # noqa: E731
-        secondary_chart(session, "gain", build, layer, pinned and step)
+        secondary_chart(frame, "gain", build, layer, pinned and step)

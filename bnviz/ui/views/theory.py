@@ -47,7 +47,7 @@ EQUATIONS = [
 ]
 
 
-def render(session: Frame) -> None:
+def render(frame: Frame) -> None:
     left, right = st.columns(2)
     with left:
         st.subheader("The equations")
@@ -60,11 +60,11 @@ def render(session: Frame) -> None:
         )
     with right:
         st.subheader("Checked live against torch.nn.BatchNorm2d")
-        if session.trainer is None:
+        if frame.trainer is None:
             st.info("The live check needs a live model; a replayed run has none.")
         else:
-            with session.guard:
-                check = check_scratch_against_torch(session.trainer)
+            with frame.guard:
+                check = check_scratch_against_torch(frame.trainer)
             st.markdown(
                 f"The current training batch's input to block1's norm, shape "
                 f"`{tuple(check.shape)}`, through both implementations in training mode:"

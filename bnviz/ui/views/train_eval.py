@@ -11,28 +11,28 @@ from ..session import Frame
 from .common import chart, pick_channel, pick_layer
 
 
-def render(session: Frame) -> None:
-    run = session.run
-    chart(figures.eval_gap_figure(run, session.twin), "eval_gap")
+def render(frame: Frame) -> None:
+    run = frame.run
+    chart(figures.eval_gap_figure(run, frame.twin), "eval_gap")
     st.caption(
         "Above zero: the network does better on test data when BatchNorm uses the statistics of "
         "each test batch than its running averages. Small batches and lagging averages widen it."
     )
     st.subheader("Batch noise at this batch size")
-    trainer = session.trainer
+    trainer = frame.trainer
     if trainer is None:
         st.info("Batch noise is measured on a live model; a replayed run has none.")
         return
     cols = st.columns([1, 1, 3])
     layer = pick_layer(run, "noise_layer", cols[0])
     channel = pick_channel(run, layer, "noise_channel", cols[1])
-    key = (session.serial, layer, channel, trainer.batch_size)
+    key = (frame.serial, layer, channel, trainer.batch_size)
     cached = st.session_state.get("batch_noise")  # (key, step, measurement)
     # while playing, an older step's measurement is kept: refreshes stay fast
-    if cached and cached[0] == key and (cached[1] == run.num_steps or session.playing):
+    if cached and cached[0] == key and (cached[1] == run.num_steps or frame.playing):
         noise = cached[2]
     else:
-        with session.guard:
+        with frame.guard:
             noise = batch_noise(trainer, layer, channel)
         st.session_state["batch_noise"] = (key, run.num_steps, noise)
     chart(figures.batch_noise_figure(noise), "batch_noise")

@@ -22,8 +22,8 @@ def _measured(run) -> str:
     return f" at step {run.eval_steps[-1]}" if run.eval_steps else ""
 
 
-def render(session: Frame) -> None:
-    run, twin = session.run, session.twin
+def render(frame: Frame) -> None:
+    run, twin = frame.run, frame.twin
     cols = st.columns(4 if twin else 3)
     if run.num_steps:
         cols[0].metric(
@@ -56,7 +56,7 @@ def render(session: Frame) -> None:
     with left:
         chart(figures.loss_figure(run, twin), "loss")
     with right:
-        secondary_chart(session, "accuracy", lambda: figures.accuracy_figure(run, twin))
+        secondary_chart(frame, "accuracy", lambda: figures.accuracy_figure(run, twin))
     st.caption(
         "Solid: the main network. Dashed: its twin, trained on the same batches from the same "
         "initial weights, differing only in normalization."
