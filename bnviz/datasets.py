@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from . import shapes
+from .config import DATASETS
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,7 +57,7 @@ class DatasetUnavailable(RuntimeError):
     """Clear, user-facing reason a data set could not be loaded."""
 
 
-REAL_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+REAL_DATASETS = tuple(name for name in DATASETS if name != "shapes")  # downloaded
 TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
 CLASSES = {
     "mnist": tuple(str(d) for d in range(10)),
@@ -495,7 +496,6 @@ def _shapes_arrays() -> tuple[np.ndarray, ...]:
     return arrays
 
 
-DATASETS = ("shapes", *REAL_DATASETS)
 _loaded: dict[str, Dataset] = {}
 # One lock per data set: a slow download of one never holds up loading another, and two
 # sessions asking for the same one load it once.

@@ -34,8 +34,9 @@ MIN_EVAL_EVERY = 25
 EARLY_EVALS = (5, 10, 20)
 EXPLODED = 100.0  # a loss this many times the first step's loss counts as diverged
 PERCENTILES = (15.0, 50.0, 85.0)
-# Histograms, layer percentiles and saturation use the batch's first 8 images: at least 8 x 16
-# x 7 x 7 values per layer and 392 per channel, plenty for 40 bins, at half the cost of 16.
+# Histograms, layer percentiles and saturation use the batch's first 8 images: 8 x side x side
+# values per channel (392 in the default network's last block, 7 x 7), plenty for 40 bins, at
+# half the cost of 16.
 HIST_IMAGES = 8
 PERCENTILE_SAMPLE = 4096  # layer percentiles from an evenly strided subsample of those
 

@@ -58,7 +58,7 @@ class Action:
 @dataclass(frozen=True)
 class Scenario:
     """One idea for the classroom. `preset` holds sidebar widget values by widget key (see
-    bnviz/ui/sidebar.py); `hidden` lists widget keys to hide by default."""
+    CONTROLS in bnviz/ui/controls.py); `hidden` lists widget keys to hide by default."""
 
     id: str
     title: str

@@ -12,10 +12,10 @@ from ..config import (
     ACTIVATIONS,
     BN_IMPLS,
     DATASETS,
-    DEFAULT_LR,
     NORMS,
     OPTIMIZERS,
     PLACEMENTS,
+    TrainConfig,
     quote,
 )
 from .session import NO_TWIN
@@ -29,23 +29,24 @@ DEPTHS = (1, 2, 3, 4, 5, 6)
 TWINS = ("none", "batch", "group", "layer", "instance", NO_TWIN)
 MAX_SEED = 2**31 - 1
 
+_RUN = TrainConfig()  # the defaults are TrainConfig's (width: the first block's, doubling)
 # key -> (default, allowed values, or None for a number checked in parse())
 CONTROLS: dict[str, tuple[object, tuple | None]] = {
-    "dataset": ("shapes", DATASETS),
-    "depth": (3, DEPTHS),
-    "width": (16, WIDTHS),
-    "activation": ("relu", ACTIVATIONS),
-    "norm": ("batch", NORMS),
-    "bn_impl": ("torch", BN_IMPLS),
-    "placement": ("before", PLACEMENTS),
-    "batch_size": (64, BATCH_SIZES),
-    "eps": (1e-5, EPSILONS),
-    "momentum_none": (False, (False, True)),
-    "momentum": (0.1, None),
-    "optimizer": ("sgd", OPTIMIZERS),
-    "lr": (DEFAULT_LR["sgd"], LEARNING_RATES),
-    "steps": (300, STEP_CHOICES),
-    "seed": (0, None),
+    "dataset": (_RUN.dataset, DATASETS),
+    "depth": (len(_RUN.widths), DEPTHS),
+    "width": (_RUN.widths[0], WIDTHS),
+    "activation": (_RUN.activation, ACTIVATIONS),
+    "norm": (_RUN.norm, NORMS),
+    "bn_impl": (_RUN.bn_impl, BN_IMPLS),
+    "placement": (_RUN.placement, PLACEMENTS),
+    "batch_size": (_RUN.batch_size, BATCH_SIZES),
+    "eps": (_RUN.eps, EPSILONS),
+    "momentum_none": (_RUN.momentum is None, (False, True)),
+    "momentum": (_RUN.momentum, None),
+    "optimizer": (_RUN.optimizer, OPTIMIZERS),
+    "lr": (_RUN.lr, LEARNING_RATES),
+    "steps": (_RUN.steps, STEP_CHOICES),
+    "seed": (_RUN.seed, None),
     "twin": ("none", TWINS),
 }
 DEFAULTS = {key: default for key, (default, _) in CONTROLS.items()}

@@ -22,7 +22,7 @@ from ..scenarios import FREE_PLAY, SCENARIOS
 from ..trainer import Lockstep
 from . import links, scenario_panel, sidebar
 from . import session as sessions
-from .controls import CONTROLS, LOCKED_VALUES, plain
+from .controls import CONTROLS, DEFAULTS, LOCKED_VALUES, plain
 from .session import Frame, Session, structural_key
 from .views import activations, export, gradients, running_stats, theory, train_eval, training
 from .views.common import new_redraw
@@ -476,7 +476,7 @@ def _settings(hidden: set[str]) -> tuple[TrainConfig, str, str | None]:
 
 def _preset_values() -> dict:
     scenario = _scenario()
-    return {**sidebar.DEFAULTS, **(scenario.preset if scenario is not None else {})}
+    return {**DEFAULTS, **(scenario.preset if scenario is not None else {})}
 
 
 def _restore_controls() -> None:

@@ -7,19 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ..config import DEFAULT_LR, MAX_BATCH_X_WIDTH, MAX_STEPS_X_CHANNELS, TrainConfig
-from .controls import (  # noqa: F401  (re-exported for scenario modules)
-    BATCH_SIZES,
-    CONTROLS,
-    DEFAULTS,
-    DEPTHS,
-    EPSILONS,
-    LEARNING_RATES,
-    LOCKED_VALUES,
-    STEP_CHOICES,
-    TWINS,
-    WIDTHS,
-    locked,
-)
+from .controls import CONTROLS, DEFAULTS, LOCKED_VALUES, locked
 from .session import NO_TWIN
 
 NORM_LABELS = {
