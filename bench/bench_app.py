@@ -37,24 +37,30 @@ import os
 import pstats
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS  # Debian's Chromium, as the tests use it
+from bench import harness
+from bench.harness import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    IDLE,
+    STATUS_WATCH,
+    cpu_seconds,
+    host_busy_seconds,
+    pause_and_measure,
+    process_tree,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-APP = ROOT / "app.py"
+ROOT, APP = harness.ROOT, harness.APP
 
 VIEWPORT = {"width": 1400, "height": 1000}
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 DRAWN_CHART = "[data-testid='stPlotlyChart'] .js-plotly-plot .main-svg"
 EXCEPTION = "[data-testid='stException']"
 MB, KB = 1e6, 1e3
@@ -152,12 +158,6 @@ class Part:
 # ---------------------------------------------------------------- processes
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # `streamlit run` in-process (what `python -m streamlit run` does), plus a thread that, while
 # the file argv[1] exists, samples every thread's Python stack SAMPLE_HZ times a second; when
 # the file goes, it writes the counts to argv[2] as JSON: [[thread, [frames, leaf first], n]],
@@ -203,50 +203,19 @@ main()
 SAMPLE_HZ = 50
 
 
-class Server:
-    """`streamlit run app.py` on a free local port, its output in a temporary file; stopped on
-    exit from the `with` block, whatever the reason. With sampled=True the server's threads
+class AppServer(harness.Server):
+    """harness.Server for this benchmark: app.py (or `app`), 120 s to start, its output's tail
+    logged when the `with` block exits on an error. With sampled=True the server's threads
     can be sampled (see SAMPLED_SERVER) between sampling_start() and sampling_stop()."""
 
     def __init__(self, sampled: bool = False, start_timeout: float = 120.0, app: Path = APP):
-        self.sampled, self.start_timeout, self.app = sampled, start_timeout, app
-        self.process: subprocess.Popen | None = None
-        self.url = ""
-
-    def __enter__(self) -> Server:
-        port = _free_port()
-        self.log_file = tempfile.TemporaryFile()
         self.tmp = tempfile.TemporaryDirectory(prefix="bench_app-")
         self.flag, self.samples = Path(self.tmp.name, "sampling"), Path(self.tmp.name, "samples")
-        command = [sys.executable, "-m", "streamlit"]
-        if self.sampled:
+        launcher = harness.STREAMLIT
+        if sampled:
             code = f"ROOT = {str(ROOT)!r}\n{SAMPLED_SERVER}"
-            command = [
-                sys.executable,
-                "-c",
-                code,
-                str(self.flag),
-                str(self.samples),
-                str(SAMPLE_HZ),
-            ]
-        self.process = subprocess.Popen(
-            [*command, "run", str(self.app), "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1"],
-            cwd=ROOT, stdout=self.log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"the server exited at start:\n{self.output()}")
-            try:
-                urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1)
-                return self
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"the server did not answer in {self.start_timeout:.0f} s")
+            launcher = ("-c", code, str(self.flag), str(self.samples), str(SAMPLE_HZ))
+        super().__init__(launcher=launcher, app=app, start_timeout=start_timeout)
 
     def sampling_start(self) -> None:
         self.samples.unlink(missing_ok=True)
@@ -268,29 +237,15 @@ class Server:
             log(f"server output (tail):\n{self.output()}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=20)
+        super().stop()
         self.tmp.cleanup()
-
-    def output(self, chars: int = 3000) -> str:
-        self.log_file.seek(0)
-        return self.log_file.read().decode(errors="replace")[-chars:]
 
     def status_mb(self) -> dict[str, float]:
         """The memory fields of the server's /proc/<pid>/status (VmRSS, VmHWM, RssAnon...)."""
         if self.process.poll() is not None:
             raise RuntimeError(f"the server has exited:\n{self.output()}")
-        fields = {}
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if value.strip().endswith(" kB"):
-                fields[name] = int(value.split()[0]) * 1024 / MB  # the kernel's kB are KiB
-        return fields
+        # the kernel's kB are KiB
+        return {k: kib * 1024 / MB for k, kib in harness.proc_status_kib(self.process.pid).items()}
 
     def memory_mb(self) -> tuple[float, float]:
         """The server's resident set size now and at its peak (VmRSS, VmHWM)."""
@@ -307,63 +262,22 @@ class Server:
         return _median(readings)
 
 
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_seconds(pid: int, kernel_only: bool = False) -> float:
-    """CPU time of a process and of its children that have exited and been waited for: user +
-    system, or system (kernel) time only. 0 if it has gone."""
-    try:
-        rest = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    utime, stime, cutime, cstime = (int(v) for v in rest[11:15])
-    return (stime + cstime if kernel_only else utime + stime + cutime + cstime) / TICKS
-
-
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rpartition(")")[2].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        tree.setdefault(ppid, []).append(int(stat.parent.name))
-    return tree
-
-
-def _family(pid: int, tree: dict[int, list[int]]) -> set[int]:
-    found, todo = set(), [pid]
-    while todo:
-        p = todo.pop()
-        found.add(p)
-        todo += tree.get(p, [])
-    return found
-
-
-def _machine_busy() -> float:
-    """CPU seconds the whole machine has spent busy (not idle, not waiting for I/O)."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    return (sum(values[:8]) - values[3] - values[4]) / TICKS
-
-
 class CpuMeter:
     """Cores in use over an interval: the server, this benchmark's browser (Chromium and the
     Playwright driver), and everything else on the machine (other users' work included)."""
 
-    def __init__(self, server: Server):
+    def __init__(self, server: AppServer):
         self.server = server.process.pid
 
     def _sample(self) -> tuple[float, ...]:
-        tree = _children()
-        server = _family(self.server, tree)
-        browser = _family(os.getpid(), tree) - server - {os.getpid()}
+        server = set(process_tree(self.server))
+        browser = set(process_tree(os.getpid())) - server - {os.getpid()}
         return (
             time.monotonic(),
-            sum(map(_cpu_seconds, server)),
-            sum(map(_cpu_seconds, browser)),
-            _machine_busy(),
-            sum(_cpu_seconds(pid, kernel_only=True) for pid in server),
+            sum(cpu_seconds(pid, waited_children=True) for pid in server),
+            sum(cpu_seconds(pid, waited_children=True) for pid in browser),
+            host_busy_seconds(),
+            sum(cpu_seconds(pid, kernel_only=True, waited_children=True) for pid in server),
         )
 
     def start(self) -> None:
@@ -840,15 +754,15 @@ def _no_ui_speed() -> tuple[float, float]:
     """Lockstep steps per second without UI, in a fresh subprocess; and the cores the whole
     machine kept busy meanwhile (the child itself uses one)."""
     code = NO_UI_SPEED.format(steps=PLAY_STEPS, seconds=NO_UI_SECONDS)
-    start, busy = time.monotonic(), _machine_busy()
+    start, busy = time.monotonic(), host_busy_seconds()
     speed = child_json(code)["steps_per_second"]
-    return speed, (_machine_busy() - busy) / (time.monotonic() - start)
+    return speed, (host_busy_seconds() - busy) / (time.monotonic() - start)
 
 
 def refresh_browser(part: Part) -> None:
     from bnviz.ui.links import VIEWS
 
-    with Server(sampled=True) as server, chromium() as browser:
+    with AppServer(sampled=True) as server, chromium() as browser:
         log(f"refresh (b-d): server {server.url}, page ?steps={PLAY_STEPS}")
         context, page = open_page(browser, f"{server.url}/?steps={PLAY_STEPS}")
         frames, meter = FrameLog(page), CpuMeter(server)
@@ -1067,7 +981,7 @@ def startup_first_chart_floor(part: Part) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_app-") as folder:
         app = Path(folder, "one_chart.py")
         app.write_text(ONE_CHART_APP)
-        with Server(app=app) as server, chromium() as browser:
+        with AppServer(app=app) as server, chromium() as browser:
             open_page(browser, server.url)[0].close()  # warms the server
             times = []
             for _ in range(FIRST_CHART_RUNS):
@@ -1084,7 +998,7 @@ def startup_first_chart_floor(part: Part) -> None:
 
 
 def startup_first_chart(part: Part) -> None:
-    with Server() as server, chromium() as browser:
+    with AppServer() as server, chromium() as browser:
         context, page = open_page(browser, server.url)  # warms the server
         context.close()
         times, phases = [], []
@@ -1184,7 +1098,7 @@ def _memory_phases() -> str:
     return "\n".join(lines)
 
 
-def _play_to_end(page, server: Server) -> float:
+def _play_to_end(page, server: AppServer) -> float:
     """Press Play and wait until the run has ended; the seconds it took."""
     page.locator(".st-key-play button").click()
     start = last_log = time.monotonic()
@@ -1205,7 +1119,7 @@ def _play_to_end(page, server: Server) -> float:
 
 
 def part_memory(part: Part) -> None:
-    with Server() as server, chromium() as browser:
+    with AppServer() as server, chromium() as browser:
         log(f"memory: server {server.url} (pid {server.process.pid}), page ?steps={PLAY_STEPS}")
         part.add("4. server RSS at start, before any page", server.memory_mb()[0], "MB")
         context, page = open_page(browser, f"{server.url}/?steps={PLAY_STEPS}")
@@ -1267,9 +1181,8 @@ def part_pause(part: Part) -> None:
     steps it moved on by. A busy browser takes the click late: that counts. Where in a redraw
     the press lands varies, hence the median and the longest."""
     from bnviz.ui.links import VIEWS
-    from tests.test_browser import STATUS_WATCH, pause_and_measure
 
-    with Server() as server, chromium() as browser:
+    with AppServer() as server, chromium() as browser:
         for steps in PAUSE_STEPS:
             for view in VIEWS[:5]:  # the views that redraw while playing
                 context, page = open_page(browser, f"{server.url}/?steps={steps}")

@@ -37,13 +37,9 @@ import math
 import os
 import re
 import signal
-import socket
 import statistics
-import subprocess
 import sys
-import threading
 import time
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,9 +47,9 @@ from pathlib import Path
 from streamlit.proto.Alert_pb2 import Alert
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
+from bench.harness import Server, host_busy_seconds
 from bench.wsclient import StreamlitClient
 
-ROOT = Path(__file__).resolve().parent.parent
 RSS_TARGET_MIB = 1.5 * 1024
 FIRST_CHART_TARGET_S = 10.0
 COMPUTE_LINE = re.compile(r"bnviz compute: (\S+) ?(.*)")
@@ -63,147 +59,28 @@ QUEUED = re.compile(r"(\d+)(?:st|nd|rd|th) in line")
 STATE = re.compile(r"\*\*(\w+)\*\*")  # the status line: ":icon: **playing** · step 20 of 300"
 FINISHED = ForwardMsg.ScriptFinishedStatus.FINISHED_SUCCESSFULLY
 COMPILE_ERROR = ForwardMsg.ScriptFinishedStatus.FINISHED_WITH_COMPILE_ERROR
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
 
 
 # -- the server -----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _rss_kib(pid: int, field_name: str = "VmRSS") -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        pass
-    return 0
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of one process (all its threads)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
-    except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError):
-        return 0.0
-
-
-def host_busy_seconds() -> float:
-    """CPU seconds all cores of the host have spent busy since boot (/proc/stat)."""
-    with open("/proc/stat") as f:
-        values = [int(v) for v in f.readline().split()[1:9]]
-    idle = values[3] + values[4]  # idle, iowait
-    return (sum(values) - idle) / CLOCK_TICKS
-
-
-def _process_tree(pid: int) -> list[int]:
-    """pid and its descendants, from /proc/<pid>/task/<tid>/children."""
-    tree, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        tree.append(p)
-        try:
-            for tid in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{tid}/children") as f:
-                    todo.extend(int(c) for c in f.read().split())
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            pass
-    return tree
-
-
-class Server:
-    """`streamlit run app.py` on a free port, in its own process group, its output collected
-    by a thread (a full pipe would stall it) and its RSS sampled by another."""
+class ClassServer(Server):
+    """harness.Server (its RSS and CPU time sampled every 100 ms), with a thread that, once it
+    is up, times its /_stcore/health every half second, and the times of what the bench did
+    (`marks`) to place the server's output."""
 
     def __init__(self, cpus: int | None = None, echo: bool = False, options: tuple = ()):
-        self.cpus = cpus
-        self.echo = echo
-        self.options = list(
-            options
-        )  # more `streamlit run` options, e.g. ("--logger.level", "info")
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
-        self.lines: list[tuple[float, str]] = []  # (time.monotonic(), line) of its output
-        self.rss: list[tuple[float, int]] = []  # (time.monotonic(), KiB of the whole tree)
-        self.vmhwm_kib = 0  # the kernel's peak RSS of the main process
-        self.cpu_seconds = 0.0  # CPU time of the process tree, as last sampled
+        # options: more `streamlit run` options, e.g. ("--logger.level", "info")
+        super().__init__(options, cpus=cpus, echo=echo, sample=True, start_timeout=90)
         self.health: list[tuple[float, float, bool]] = []  # (sent, seconds waited, answered)
         self._probe_sent: float | None = None  # a health probe still waiting for its answer
         self.marks: dict[str, float] = {}  # when the bench did what, to place its output
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
 
-    def start(self, timeout: float = 90) -> float:
+    def start(self) -> float:
         """Start and wait for the health endpoint; returns the seconds it took."""
-        begin = time.monotonic()
-        affinity = sorted(os.sched_getaffinity(0))
-        pin = set(affinity[: self.cpus]) if self.cpus else None
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(self.port), "--server.address", "127.0.0.1", *self.options],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True,  # its own process group: stopped as one, spared our Ctrl-C
-            preexec_fn=(lambda: os.sched_setaffinity(0, pin)) if pin else None,
-        )  # fmt: skip
-        for target in (self._read_output, self._sample_rss):
-            thread = threading.Thread(target=target, daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        while time.monotonic() - begin < timeout:
-            if self.process.poll() is not None:
-                break
-            if self._healthy(timeout=1):
-                up = time.monotonic() - begin
-                thread = threading.Thread(target=self._probe_health, daemon=True)
-                thread.start()
-                self._threads.append(thread)
-                return up
-            time.sleep(0.2)
-        output = "".join(line for _, line in self.lines[-40:])
-        raise RuntimeError(f"the streamlit server did not start:\n{output}")
-
-    @property
-    def server_cpus(self) -> int:
-        assert self.process is not None
-        try:
-            return len(os.sched_getaffinity(self.process.pid))
-        except OSError:
-            return len(os.sched_getaffinity(0))
-
-    def _read_output(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append((time.monotonic(), line))
-            if self.echo:
-                sys.stderr.write(f"[server] {line}")
-
-    def _sample_rss(self) -> None:
-        assert self.process is not None
-        pid = self.process.pid
-        while not self._stop.is_set() and self.process.poll() is None:
-            tree = _process_tree(pid)
-            self.rss.append((time.monotonic(), sum(_rss_kib(p) for p in tree)))
-            self.vmhwm_kib = max(self.vmhwm_kib, _rss_kib(pid, "VmHWM"))
-            self.cpu_seconds = max(self.cpu_seconds, sum(_cpu_seconds(p) for p in tree))
-            self._stop.wait(0.1)
-
-    def _healthy(self, timeout: float) -> bool:
-        try:
-            with _OPENER.open(f"{self.url}/_stcore/health", timeout=timeout) as reply:
-                return reply.status == 200
-        except OSError:
-            return False
+        up = super().start()
+        self._thread(self._probe_health)
+        return up
 
     def _probe_health(self) -> None:
         """How long the server's event loop takes to answer, every half second: when it is
@@ -211,7 +88,7 @@ class Server:
         refused) counts the time it waited."""
         while not self._stop.is_set() and self.process.poll() is None:
             self._probe_sent = sent = time.monotonic()
-            ok = self._healthy(timeout=30)
+            ok = self.healthy(timeout=30)
             self.health.append((sent, time.monotonic() - sent, ok))
             self._probe_sent = None
             self._stop.wait(max(0.0, 0.5 - (time.monotonic() - sent)))
@@ -232,26 +109,6 @@ class Server:
             "probes": len(waits),
             "failed": sum(not ok for _, _, ok in probes),
         }
-
-    def peak_rss_mib(self, since: float = 0.0, until: float = math.inf) -> float:
-        values = [kib for t, kib in self.rss if since <= t <= until]
-        return max(values, default=0) / 1024
-
-    def stop(self) -> None:
-        """SIGTERM to its process group, SIGKILL after 20 s; idempotent."""
-        self._stop.set()
-        if self.process is None or self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-        except ProcessLookupError:
-            pass
-        for thread in self._threads:
-            thread.join(timeout=5)
 
 
 # -- one session ----------------------------------------------------------------------------
@@ -558,7 +415,7 @@ def play_numbers(sessions: list[Session], t_play: float, t_watch: float, seconds
     }
 
 
-def compute_numbers(server: Server) -> dict:
+def compute_numbers(server: ClassServer) -> dict:
     """The `bnviz compute:` lines, and the tracebacks before and after the clients left."""
     found = [COMPUTE_LINE.search(line) for _, line in server.lines]
     keys = Counter(f"{m.group(1)} {m.group(2).strip()}".strip() for m in found if m)
@@ -707,7 +564,7 @@ def table(result: dict) -> str:
 # -- main -----------------------------------------------------------------------------------
 
 
-async def run_sessions(args: argparse.Namespace, server: Server) -> dict:
+async def run_sessions(args: argparse.Namespace, server: ClassServer) -> dict:
     sessions = [Session(i, StreamlitClient(server.url)) for i in range(args.sessions)]
     for s in sessions:
         s.client.add_listener(s.on_message)
@@ -788,7 +645,7 @@ def main() -> None:
     # CPU accounting: anything else busy on the host slows the server and skews every time
     load_before, busy_before = os.getloadavg()[0], host_busy_seconds()
     own_before = sum(os.times()[:2])
-    server = Server(cpus=args.cpus, echo=args.echo)
+    server = ClassServer(cpus=args.cpus, echo=args.echo)
     try:
         started = server.start()
         print(

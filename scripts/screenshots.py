@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, IDLE, start_server  # noqa: E402
+from bench.harness import CHROMIUM, CHROMIUM_ARGS, IDLE, Server  # noqa: E402
 
 VIEWS = ("Training", "Activations", "Running statistics", "Gradients", "Train vs eval", "Theory",
          "Save & replay")  # fmt: skip
@@ -40,8 +40,8 @@ def main() -> None:
 
     # pin the server's theme (it inherits the environment), whatever the browser prefers
     os.environ["STREAMLIT_THEME_BASE"] = args.theme
-    url, process = start_server()
-    try:
+    with Server() as server:
+        url = server.url
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1500, "height": 1100},
@@ -70,9 +70,6 @@ def main() -> None:
                 page.screenshot(path=str(out / f"view-{name}-{args.theme}.png"), full_page=True)
                 print(out / f"view-{name}-{args.theme}.png")
             browser.close()
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 if __name__ == "__main__":

@@ -1,31 +1,17 @@
 """One end-to-end test: a real `streamlit run app.py` server driven by Playwright in Debian's
 Chromium. Skipped when no browser is installed, unless BNVIZ_REQUIRE_BROWSER=1 (set by CI),
-which turns a missing browser into a failure."""
+which turns a missing browser into a failure. The server, the browser's settings and the Pause
+timing come from bench/harness.py, which bench_app shares."""
 
 import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from bench.harness import CHROMIUM, CHROMIUM_ARGS, IDLE, STATUS_WATCH, Server, pause_and_measure
+
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 CHART = "[data-testid='stPlotlyChart']"
 SCREENSHOTS = Path(os.environ.get("BNVIZ_SCREENSHOTS", ROOT / "test-artifacts"))
 
@@ -40,40 +26,6 @@ def _browser_missing() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(*options: str) -> tuple[str, subprocess.Popen]:
-    """`streamlit run app.py [options]` on a free local port; returns its URL once it answers.
-    Its output goes to an unnamed temporary file (process.log), never a pipe that nobody
-    reads, which a chatty server would fill and block on."""
-    port = _free_port()
-    log = tempfile.TemporaryFile()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", *options],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    process.log = log
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
-            return url, process
-        except OSError:
-            time.sleep(0.3)  # no event for "listening": poll, with a deadline
-    process.kill()
-    process.wait(timeout=20)
-    log.seek(0)
-    output = log.read().decode(errors="replace")
-    log.close()
-    raise RuntimeError("the streamlit server did not start: " + output)
-
-
 @pytest.fixture(scope="module")
 def server():
     missing = _browser_missing()
@@ -81,10 +33,8 @@ def server():
         if os.environ.get("BNVIZ_REQUIRE_BROWSER") == "1":
             pytest.fail(f"browser test required but {missing}")
         pytest.skip(missing)
-    url, process = start_server()
-    yield url
-    process.terminate()
-    process.wait(timeout=20)
+    with Server() as running:
+        yield running.url
 
 
 # Points in the longest trace of the training-loss chart, from plotly's decoded data.
@@ -185,46 +135,6 @@ def test_upload_replays_a_saved_run_and_rejects_a_bad_file(server, tmp_path):
         page.screenshot(path=str(SCREENSHOTS / "browser-replay.png"), full_page=True)
         assert page.locator("[data-testid='stException']").count() == 0
         browser.close()
-
-
-# Every change of the status line ([browser ms, state, step]), and the time of the latest
-# pointerdown: its event.timeStamp is when the input happened, before a busy page got to it.
-STATUS_WATCH = r"""() => {
-    if (window.__status) return;
-    const log = window.__status = [];
-    window.__pressed = null;
-    document.addEventListener('pointerdown', e => { window.__pressed = e.timeStamp; }, true);
-    const states = 'playing|waiting|paused|finished|diverged|failed|stopped|replay';
-    const re = new RegExp(`(${states})\\b[^\\n]*?step (\\d+) of`);
-    setInterval(() => {
-        const m = re.exec(document.body.innerText);
-        const last = log[log.length - 1];
-        if (m && (!last || last[1] !== m[1] || last[2] !== +m[2])) {
-            log.push([performance.now(), m[1], +m[2]]);
-        }
-    }, 20);
-}"""
-
-
-def pause_and_measure(page) -> dict:
-    """Press Pause on a playing page (STATUS_WATCH installed a few seconds before) and return
-    the seconds from the press until the step counter stopped (the status line's last change:
-    'paused' with the final step), and the steps it moved on by meanwhile, with the speed of
-    the seconds before. A busy browser that takes the click late counts."""
-    page.wait_for_function("() => document.body.innerText.includes('playing')", timeout=60_000)
-    page.locator(".st-key-pause button").click()
-    page.wait_for_function("() => document.body.innerText.includes('paused')", timeout=60_000)
-    page.wait_for_selector(IDLE, timeout=60_000)
-    log, pressed = page.evaluate("() => [window.__status, window.__pressed]")
-    before = [e for e in log if e[0] <= pressed and e[1] == "playing"]
-    paused = next(e for e in log if e[0] > pressed and e[1] == "paused")
-    window = [e for e in before if e[0] >= pressed - 5000]
-    speed = (window[-1][2] - window[0][2]) / max((window[-1][0] - window[0][0]) / 1000, 1e-3)
-    return dict(
-        seconds_to_stop=(paused[0] - pressed) / 1000,
-        steps_after=paused[2] - before[-1][2],
-        steps_per_second=speed,
-    )
 
 
 def _wait_for_status_step(page, step: int) -> None:

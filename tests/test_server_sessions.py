@@ -11,16 +11,13 @@ the next tab that closes does. The server runs with a census of live bnviz sessi
 import asyncio
 import os
 import re
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from conftest import TALLY
-from test_browser import ROOT, _free_port
 
+from bench.harness import ROOT, Server, cpu_seconds, proc_status_kib
 from bench.wsclient import StreamlitClient
 
 ROUNDS, SESSIONS = 3, 10  # sessions per round, all at once
@@ -29,13 +26,7 @@ TTL = 1  # seconds Streamlit keeps a closed tab's session (120 by default, for r
 
 def _proc(pid: int) -> tuple[float, float]:
     """(RSS in MB, CPU seconds used) of a process."""
-    rss = next(
-        int(line.split()[1]) / 1024
-        for line in open(f"/proc/{pid}/status")
-        if line.startswith("VmRSS:")
-    )
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return rss, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return proc_status_kib(pid)["VmRSS"] / 1024, cpu_seconds(pid)
 
 
 def _settle(pid: int, timeout: float = 60.0) -> float:
@@ -83,23 +74,10 @@ async def _round(url: str, sessions: int) -> list[int]:
     return await asyncio.gather(*(_visit(url, trained) for _ in range(sessions)))
 
 
-def _start(census: Path) -> tuple[str, subprocess.Popen]:
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "census_server.py"), str(census), "run", "app.py",
-         "--server.headless", "true", "--server.port", str(port), "--server.address",
-         "127.0.0.1", "--server.disconnectedSessionTTL", str(TTL)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
-            return url, server
-        except OSError:
-            assert server.poll() is None and time.monotonic() < deadline, "no server"
-            time.sleep(0.3)
+def _server(census: Path) -> Server:
+    """The app behind tests/census_server.py, which answers census requests through `census`."""
+    census_server = (str(ROOT / "tests" / "census_server.py"), str(census))
+    return Server(("--server.disconnectedSessionTTL", str(TTL)), launcher=census_server)
 
 
 def _census(census: Path) -> tuple[int, int, int]:
@@ -126,11 +104,11 @@ def _none_training(census: Path, timeout: float = 60.0) -> float:
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
 def test_closed_tabs_stop_training_and_give_their_memory_back(tmp_path):
     census = tmp_path / "census"
-    url, server = _start(census)
-    try:
+    with _server(census) as server:
+        url, pid = server.url, server.process.pid
         asyncio.run(_round(url, 2))  # warm up: imports, the opening, first allocations
         time.sleep(TTL + 1)  # Streamlit's TTL runs on its clock: let it pass (no event)
-        before = _settle(server.pid)
+        before = _settle(pid)
         after, stopping = [], []
         for _ in range(ROUNDS):
             trained = asyncio.run(_round(url, SESSIONS))
@@ -139,20 +117,13 @@ def test_closed_tabs_stop_training_and_give_their_memory_back(tmp_path):
             stopping.append(_none_training(census))  # no closed tab trains on
             assert _census(census)[2] == 0  # each stopped mid-run, none trained to its end
             time.sleep(TTL + 1)
-            after.append(_settle(server.pid))
+            after.append(_settle(pid))
         print(f"seconds until no closed session trained, per round: {stopping}")
         asyncio.run(_round(url, 1))  # one more tab closes: the expired sessions go
         time.sleep(TTL + 1)
         assert _census(census)[0] <= 1  # of 33 sessions, at most that last one is held
-        final = _settle(server.pid)
+        final = _settle(pid)
         # The census is the exact check. RSS is printed, with a generous bound against a gross
         # leak: the allocator keeps some of what 33 sessions used, more on a busy machine.
         print(f"RSS {before:.0f} MB before, {after} after each round, {final:.0f} MB at the end")
         assert final - before < 200, f"RSS {before:.0f} MB before, {after}, {final:.0f} after"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:  # busy training: it must not outlive the test
-            server.kill()
-            server.wait(timeout=20)
