@@ -23,8 +23,30 @@ Training mode, or no running statistics: normalize with the batch statistics.
 Eval mode with running statistics: normalize with ``running_mean`` and ``running_var``.
 """
 
+import math
+
 import torch
 from torch import nn
+
+
+def average_factor(momentum: float | None, k: int) -> float:
+    """The weight of the k-th batch (counting from 1) in the running average: `momentum`, or
+    1/k for a cumulative average (momentum None), which gives every batch so far the same."""
+    return 1.0 / k if momentum is None else momentum
+
+
+def keras_momentum(momentum: float | None) -> float | None:
+    """Keras/TensorFlow's momentum for the same average: the weight of the old value,
+    1 - momentum; None for a cumulative average, which Keras does not have."""
+    return None if momentum is None else 1 - momentum
+
+
+def effective_window(momentum: float | None, k: int) -> float:
+    """About how many recent batches the average spans at batch k: 1/momentum, or all k for a
+    cumulative average (and forever for momentum 0, which never moves)."""
+    if momentum is None:
+        return float(k)
+    return math.inf if momentum == 0 else 1 / momentum
 
 
 def batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps):
@@ -125,8 +147,7 @@ class BatchNorm2d(nn.Module):
         if tracking:
             # Counted even for an empty batch (torch does the same), though the stats stay put.
             self.num_batches_tracked.add_(1)
-            if self.momentum is None:  # cumulative average: batch k gets weight 1/k
-                momentum = 1.0 / self.num_batches_tracked.item()
+            momentum = average_factor(self.momentum, self.num_batches_tracked.item())
         buffers = (self.running_mean, self.running_var)
         if self.training and not self.track_running_stats:
             # Switched off on the fly (as torch allows): hide the buffers so they stay untouched.

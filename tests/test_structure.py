@@ -44,3 +44,23 @@ def test_no_module_outside_the_trainer_touches_its_private_state():
             ):
                 offenders.append(f"{name}:{node.lineno} {owner}.{node.attr}")
     assert offenders == []
+
+
+def test_the_sidebar_starts_from_train_configs_defaults():
+    from bnviz.config import TrainConfig
+    from bnviz.ui.controls import DEFAULTS
+    from bnviz.ui.sidebar import widths_from
+
+    d = DEFAULTS
+    momentum = None if d["momentum_none"] else d["momentum"]
+    widths = widths_from(d["depth"], d["width"])
+    shown = {k: d[k] for k in ("dataset", "norm", "bn_impl", "placement", "activation")}
+    shown |= {k: d[k] for k in ("batch_size", "eps", "optimizer", "lr", "steps", "seed")}
+    assert TrainConfig(**shown, widths=widths, momentum=momentum) == TrainConfig()
+
+
+def test_the_data_sets_are_listed_once():
+    from bnviz import config, datasets
+
+    assert datasets.REAL_DATASETS == tuple(n for n in config.DATASETS if n != "shapes")
+    assert "DATASETS = (" not in (PACKAGE / "datasets.py").read_text()

@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from ..batchnorm import effective_window, keras_momentum
 from ..config import TrainConfig
 from ..figures import layer_color
 from ..measure import precise_statistics
@@ -32,13 +33,13 @@ def momentum_name(momentum: float | None) -> str:
 
 
 def keras_name(momentum: float | None) -> str:
-    return "no equivalent" if momentum is None else f"{1 - momentum:.2g}"
+    return "no equivalent" if momentum is None else f"{keras_momentum(momentum):.2g}"
 
 
 def window_text(momentum: float | None) -> str:
     if momentum is None:
         return "every step so far, equally"
-    return f"about {1 / momentum:.3g} steps"
+    return f"about {effective_window(momentum, 0):.3g} steps"
 
 
 def _label(momentum: float | None) -> str:

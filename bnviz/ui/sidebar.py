@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ..batchnorm import keras_momentum
 from ..config import DEFAULT_LR, MAX_BATCH_X_WIDTH, MAX_STEPS_X_CHANNELS, TrainConfig
 from .controls import CONTROLS, DEFAULTS, LOCKED_VALUES, locked
 from .session import NO_TWIN
@@ -166,7 +167,7 @@ def controls(hidden: set[str] = frozenset()) -> tuple[TrainConfig, str]:
         else:
             side.caption(
                 f"Keras/TensorFlow equivalent: momentum = 1 - {momentum:g} = "
-                f"**{1 - momentum:.2g}** (the weight of the old value)."
+                f"**{keras_momentum(momentum):.2g}** (the weight of the old value)."
             )
 
     side.header("Optimizer")
