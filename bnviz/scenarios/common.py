@@ -152,14 +152,6 @@ def mean_rows(rows: list[list[float]]) -> np.ndarray:
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-def stride(n: int, cap: int = 300) -> np.ndarray:
-    """At most `cap` evenly spaced indices out of n, the last one included."""
-    if n <= cap:
-        return np.arange(n)
-    idx = np.arange(0, n, math.ceil(n / (cap - 1)))
-    return idx if idx[-1] == n - 1 else np.append(idx, n - 1)
-
-
 # --- runs ----------------------------------------------------------------------------------
 
 

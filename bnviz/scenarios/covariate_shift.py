@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TrainConfig
-from ..figures import MAIN_DASH, TWIN_DASH, layer_color
 from ..model import build_model
+from ..plot import MAIN_DASH, TWIN_DASH, layer_color
 from ..record import Run
 from ..trainer import Trainer, to_tensor
 from .base import Results, Scenario, job

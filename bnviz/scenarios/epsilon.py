@@ -15,8 +15,8 @@ import torch
 
 from .. import datasets
 from ..config import TrainConfig
-from ..figures import layer_color
 from ..measure import norm_inputs
+from ..plot import layer_color
 from ..trainer import Trainer
 from . import common
 from .base import Scenario, job

@@ -15,6 +15,7 @@ from plotly.subplots import make_subplots
 
 from ..config import TrainConfig
 from ..record import Run
+from ..series import stride
 from ..trainer import Trainer, to_tensor
 from .base import Scenario, job
 from .common import (
@@ -31,7 +32,6 @@ from .common import (
     num,
     pct,
     placeholder,
-    stride,
 )
 
 NORMS = ("batch", "none")

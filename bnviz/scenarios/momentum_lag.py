@@ -11,12 +11,13 @@ import torch
 from plotly.subplots import make_subplots
 
 from ..config import TrainConfig
-from ..figures import layer_color
 from ..measure import precise_statistics
+from ..plot import layer_color
 from ..record import Run
+from ..series import stride
 from ..trainer import Trainer
 from .base import Action, Scenario, job
-from .common import NEUTRAL, clean_list, finish, in_force, note, num, pct, stride
+from .common import NEUTRAL, clean_list, finish, in_force, note, num, pct
 
 MOMENTA = (0.01, 0.1, 0.9, None)
 RUN = dict(widths=(8, 16, 32), batch_size=32, steps=300, lr=0.05, seed=0)

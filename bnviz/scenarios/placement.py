@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..config import TrainConfig
-from ..figures import layer_color
+from ..plot import layer_color
 from ..trainer import train
 from . import common
 from .base import Scenario, job
