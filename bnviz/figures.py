@@ -14,7 +14,7 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 
-from .config import FIELDS
+from .config import FIELDS, NORM_NAMES
 from .model import block_sides
 from .plot import (
     ALERT,
@@ -45,13 +45,6 @@ AFFINE_POINTS = 6_000  # all gamma and beta traces of a block together
 METRIC_COLORS = {"loss": "#0072B2", "train": "#0072B2", "running": "#009E73", "batch": "#D55E00"}
 SMOOTH_WINDOW = 9  # steps in the centred moving average of the training-batch accuracy
 UPDATE_RATIO_REFERENCE = 1e-3
-NORM_NAMES = {
-    "batch": "BatchNorm",
-    "group": "GroupNorm",
-    "layer": "LayerNorm",
-    "instance": "InstanceNorm",
-    "none": "no norm",
-}
 KIND_TITLES = {
     "pre_norm": "pre-norm (the norm's input)",
     "post_norm": "post-norm (the norm's output)",

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import TrainConfig
+from ..config import NORM_NAMES, TrainConfig
 from ..model import build_model
 from ..plot import MAIN_DASH, TWIN_DASH, layer_color
 from ..record import Run
@@ -36,7 +36,6 @@ from .common import (
 )
 
 NORMS = ("batch", "none")
-NAMES = {"batch": "BatchNorm", "none": "no norm"}
 COLORS = {"batch": BN_COLOR, "none": NONE_COLOR}
 DASHES = {"batch": MAIN_DASH, "none": TWIN_DASH}
 SEEDS = (0, 1)
@@ -237,7 +236,7 @@ def shift_and_smoothness(
 
 def jobs():
     return [
-        job(f"{NAMES[norm]}, seed {seed}", shift_and_smoothness, norm=norm, seed=seed)
+        job(f"{NORM_NAMES[norm]}, seed {seed}", shift_and_smoothness, norm=norm, seed=seed)
         for seed in SEEDS
         for norm in NORMS
     ]
@@ -319,7 +318,7 @@ def _per_layer_figure(results: Results, key: str, title: str, y_title: str, log_
                     x=longest["steps"][: len(mean)],
                     y=mean,
                     mode="lines+markers",
-                    name=f"{name}, {NAMES[norm]}",
+                    name=f"{name}, {NORM_NAMES[norm]}",
                     line=dict(
                         color=NEUTRAL if head else layer_color(i), dash=DASHES[norm], width=2
                     ),
@@ -346,7 +345,7 @@ def _range_figure(results: Results, key: str, title: str, y_title: str) -> go.Fi
                 x=longest["steps"][: len(mean)],
                 y=mean,
                 mode="lines+markers",
-                name=f"{NAMES[norm]} (mean of {seeds} seed{'s' * (seeds > 1)})",
+                name=f"{NORM_NAMES[norm]} (mean of {seeds} seed{'s' * (seeds > 1)})",
                 line=dict(color=COLORS[norm], dash=DASHES[norm], width=2),
                 marker=dict(size=6),
             )

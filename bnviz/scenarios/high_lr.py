@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from plotly.subplots import make_subplots
 
-from ..config import TrainConfig
+from ..config import NORM_NAMES, TrainConfig
 from ..record import Run
 from ..series import stride
 from ..trainer import Trainer, to_tensor
@@ -35,7 +35,6 @@ from .common import (
 )
 
 NORMS = ("batch", "none")
-NAMES = {"batch": "BatchNorm", "none": "no norm"}
 COLORS = {"batch": BN_COLOR, "none": NONE_COLOR}
 DASHES = {"batch": "solid", "none": "dash"}
 SWEEP_LRS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -55,16 +54,16 @@ TITLE_DEEP = "Activation scale per block, first steps"
 
 
 def _label_sweep(norm: str, lr: float) -> str:
-    return f"{NAMES[norm]}, lr {lr_text(lr)}"
+    return f"{NORM_NAMES[norm]}, lr {lr_text(lr)}"
 
 
 def _label_probe(norm: str, after: int) -> str:
     when = "at init" if after == 0 else f"after {after} steps"
-    return f"{NAMES[norm]}: one-step loss ratio {when}"
+    return f"{NORM_NAMES[norm]}: one-step loss ratio {when}"
 
 
 def _label_deep(norm: str) -> str:
-    return f"{NAMES[norm]}: depth 6, lr {lr_text(DEEP_LR)}"
+    return f"{NORM_NAMES[norm]}: depth 6, lr {lr_text(DEEP_LR)}"
 
 
 # ---------------------------------------------------------------- jobs
@@ -295,12 +294,12 @@ def _sweep_figure(results: dict) -> go.Figure:
             go.Scatter(
                 x=lrs,
                 y=acc,
-                name=NAMES[norm],
+                name=NORM_NAMES[norm],
                 mode="lines+markers",
                 line=dict(color=COLORS[norm], dash=DASHES[norm]),
                 marker=dict(symbol=symbols, size=[12 if s == "x" else 8 for s in symbols]),
                 text=text,
-                hovertemplate="lr %{x:g}: %{text}<extra>" + NAMES[norm] + "</extra>",
+                hovertemplate="lr %{x:g}: %{text}<extra>" + NORM_NAMES[norm] + "</extra>",
             )
         )
     fig.add_hline(
@@ -336,7 +335,7 @@ def _probe_figure(results: dict) -> go.Figure:
             lrs = np.asarray(r["lrs"], dtype=float)
             ok = np.isfinite(ratio) & (ratio > 0)
             when = "at init" if after == 0 else f"after {after} steps"
-            name = f"{NAMES[norm]}, {when}"
+            name = f"{NORM_NAMES[norm]}, {when}"
             if not ok.all():
                 name += f" (overflow from lr {lrs[~ok][0]:g})"
             fig.add_trace(
@@ -401,7 +400,7 @@ def _deep_figure(results: dict) -> go.Figure:
                     go.Scatter(
                         x=blocks,
                         y=np.where(np.isfinite(y) & (y > 0), y, np.nan),
-                        name=f"{NAMES[norm]}, step {step}"
+                        name=f"{NORM_NAMES[norm]}, step {step}"
                         + (" (diverged)" if step == r["diverged_step"] else ""),
                         legendgroup=f"{norm}{step}",
                         showlegend=col == 1,
@@ -409,7 +408,7 @@ def _deep_figure(results: dict) -> go.Figure:
                         opacity=fade,
                         line=dict(color=COLORS[norm], dash=DASHES[norm]),
                         hovertemplate="block %{x}: std %{y:.3g}<extra>"
-                        + f"{NAMES[norm]}, step {step}</extra>",
+                        + f"{NORM_NAMES[norm]}, step {step}</extra>",
                     ),
                     row=1,
                     col=col,
@@ -561,13 +560,13 @@ def _explain_deep(results: dict) -> list[str]:
     parts = []
     for r in (bn, none):
         if not r["steps"]:
-            parts.append(f"{NAMES[r['norm']]}: no step recorded")
+            parts.append(f"{NORM_NAMES[r['norm']]}: no step recorded")
             continue
         last = r["steps"][-1]
         post = r["post_act_std"][-1]
         text = (
-            f"{NAMES[r['norm']]}: at step {last} the post-activation std was {num(post[0])} in "
-            f"block 1 and {num(post[-1])} in block {len(post)}"
+            f"{NORM_NAMES[r['norm']]}: at step {last} the post-activation std was "
+            f"{num(post[0])} in block 1 and {num(post[-1])} in block {len(post)}"
         )
         if r["status"] == "diverged":
             text += " (the step at which it diverged)"
@@ -598,13 +597,13 @@ def _explain_live(run: Run | None, twin: Run | None) -> list[str]:
     text = (
         f"**Live run** (lr {lr_text(in_force(run, 'lr'))}, {run.config.optimizer}), "
         f"{run.num_steps} steps so far: the main network "
-        f"({NAMES.get(run.config.norm, run.config.norm)}) was at "
+        f"({NORM_NAMES.get(run.config.norm, run.config.norm)}) was at "
         f"{pct(run.acc_running_stats[-1])} test accuracy at step {run.eval_steps[-1]}"
     )
     if run.status == "diverged":
         text += f" (diverged at step {run.diverged_step})"
     if twin is not None and twin.eval_steps:
-        name = NAMES.get(twin.config.norm, twin.config.norm)
+        name = NORM_NAMES.get(twin.config.norm, twin.config.norm)
         text += (
             f"; the twin ({name}) at {pct(twin.acc_running_stats[-1])} at step "
             f"{twin.eval_steps[-1]}"

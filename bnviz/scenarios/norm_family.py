@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from ..config import TrainConfig
+from ..config import NORM_NAMES, TrainConfig
 from ..model import group_count
 from ..plot import layer_color
 from ..trainer import train
@@ -20,13 +20,6 @@ STEPS = 250
 EVAL_EVERY = 25
 NORMS = ("batch", "none", "group", "layer", "instance")
 SEEDS = (0, 1)
-NAMES = {
-    "batch": "BatchNorm",
-    "layer": "LayerNorm",
-    "instance": "InstanceNorm",
-    "group": "GroupNorm",
-    "none": "none",
-}
 COLORS = {
     "batch": common.BN_COLOR,
     "none": common.NONE_COLOR,
@@ -69,7 +62,9 @@ def train_norm(norm: str, seed: int = 0, steps: int = STEPS, widths: tuple = WID
 
 
 def jobs() -> list:
-    return [job(f"{NAMES[n]}, seed {s}", train_norm, norm=n, seed=s) for s in SEEDS for n in NORMS]
+    return [
+        job(f"{NORM_NAMES[n]}, seed {s}", train_norm, norm=n, seed=s) for s in SEEDS for n in NORMS
+    ]
 
 
 def _rows(results: dict) -> list[dict]:
@@ -104,7 +99,7 @@ def table_rows(results: dict) -> list[dict]:
             seeds = ""
         rows.append(
             {
-                "norm": NAMES[norm],
+                "norm": NORM_NAMES[norm],
                 "over": over(norm, widths),
                 "acc": acc,
                 "loss": loss,
@@ -148,7 +143,7 @@ def _curve_figure(results: dict, x_key: str, y_key: str, scale: float, title, y_
     fig = go.Figure()
     shown = set()
     for r in _rows(results):
-        name = NAMES[r["norm"]]
+        name = NORM_NAMES[r["norm"]]
         fig.add_scatter(
             x=r[x_key],
             y=[scale * v for v in r[y_key]],
@@ -208,7 +203,7 @@ def _results_text(groups: dict[str, list[dict]]) -> str:
     done = [n for n in NORMS if n in groups]
     ranked = sorted(done, key=lambda n: -_mean_acc(groups[n]))
     order = ", ".join(
-        f"{NAMES[n]} {common.pct(_mean_acc(groups[n]))}"
+        f"{NORM_NAMES[n]} {common.pct(_mean_acc(groups[n]))}"
         + (f" ({' / '.join(common.pct(r['final_acc']) for r in groups[n])})")
         for n in ranked
     )
@@ -244,12 +239,12 @@ def _live_text(run, twin) -> str:
     if run is None or not run.eval_steps or run.num_steps == 0:
         return ""
     text = (
-        f"Live run: {NAMES.get(run.config.norm, run.config.norm)} at "
+        f"Live run: {NORM_NAMES.get(run.config.norm, run.config.norm)} at "
         f"{common.pct(run.acc_running_stats[-1])} test accuracy (step {run.eval_steps[-1]})"
     )
     if twin is not None and twin.eval_steps:
         text += (
-            f"; its twin, {NAMES.get(twin.config.norm, twin.config.norm)}, at "
+            f"; its twin, {NORM_NAMES.get(twin.config.norm, twin.config.norm)}, at "
             f"{common.pct(twin.acc_running_stats[-1])} (step {twin.eval_steps[-1]})"
         )
     return text + "."
@@ -275,7 +270,7 @@ def explain(results: dict, run, twin) -> str:
     parts.append(
         "Published, ResNet-50 on ImageNet with 32 images per GPU (Wu & He 2018, Group "
         "Normalization), top-1 error: "
-        + ", ".join(f"{NAMES[n]} {e}%" for n, e in PUBLISHED_ERROR.items())
+        + ", ".join(f"{NORM_NAMES[n]} {e}%" for n, e in PUBLISHED_ERROR.items())
         + ". Their point is that GroupNorm's error stays near 24% as the batch shrinks to 2 "
         "images per GPU, where BatchNorm's rises to 34.7%. Those are their numbers, not ours."
     )

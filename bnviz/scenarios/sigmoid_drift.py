@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from ..config import TrainConfig
+from ..config import NORM_NAMES, TrainConfig
 from ..record import Run
 from ..trainer import Trainer
 from .base import Scenario, job
@@ -24,7 +24,6 @@ from .common import (
 )
 
 NORMS = ("batch", "none")
-NAMES = {"batch": "BatchNorm", "none": "no norm"}
 COLORS = {"batch": BN_COLOR, "none": NONE_COLOR}
 DASHES = {"batch": "solid", "none": "dash"}
 FILLS = {"batch": "rgba(0,114,178,0.25)", "none": "rgba(213,94,0,0.15)"}
@@ -37,7 +36,7 @@ TITLE_ACC = "Test accuracy against steps (sigmoid)"
 
 
 def _label(norm: str) -> str:
-    return f"{NAMES[norm]}, sigmoid"
+    return f"{NORM_NAMES[norm]}, sigmoid"
 
 
 def sigmoid_run(
@@ -148,7 +147,7 @@ def _bands_figure(results: dict) -> go.Figure:
             go.Scatter(
                 x=steps,
                 y=r["p85"],
-                name=f"{NAMES[norm]}: 15th–85th",
+                name=f"{NORM_NAMES[norm]}: 15th–85th",
                 fill="tonexty",
                 fillcolor=FILLS[norm],
                 hoverinfo="skip",
@@ -159,12 +158,12 @@ def _bands_figure(results: dict) -> go.Figure:
             go.Scatter(
                 x=steps,
                 y=r["p50"],
-                name=f"{NAMES[norm]}: median",
+                name=f"{NORM_NAMES[norm]}: median",
                 legendgroup=norm,
                 line=dict(color=COLORS[norm], dash=DASHES[norm]),
                 customdata=np.column_stack([r["p15"], r["p85"]]),
                 hovertemplate="step %{x}<br>15th %{customdata[0]:.3g}<br>median %{y:.3g}"
-                "<br>85th %{customdata[1]:.3g}<extra>" + NAMES[norm] + "</extra>",
+                "<br>85th %{customdata[1]:.3g}<extra>" + NORM_NAMES[norm] + "</extra>",
             )
         )
     title = TITLE_BANDS
@@ -187,10 +186,10 @@ def _accuracy_figure(results: dict) -> go.Figure:
             go.Scatter(
                 x=r["eval_steps"],
                 y=[100 * a for a in r["acc_running_stats"]],
-                name=NAMES[norm],
+                name=NORM_NAMES[norm],
                 mode="lines+markers",
                 line=dict(color=COLORS[norm], dash=DASHES[norm]),
-                hovertemplate="step %{x}: %{y:.1f}%<extra>" + NAMES[norm] + "</extra>",
+                hovertemplate="step %{x}: %{y:.1f}%<extra>" + NORM_NAMES[norm] + "</extra>",
             )
         )
     if not fig.data:
@@ -249,12 +248,12 @@ def _explain_jobs(results: dict) -> list[str]:
     drifts = {}
     for norm, res in (("batch", bn), ("none", none)):
         if not res:
-            lines.append(f"{NAMES[norm]} is being measured.")
+            lines.append(f"{NORM_NAMES[norm]} is being measured.")
             continue
         d = result_drift(res)
         drifts[norm] = d
         acc = res["acc_running_stats"]
-        text = _describe(NAMES[norm], d) if d else f"{NAMES[norm]}: too few snapshots"
+        text = _describe(NORM_NAMES[norm], d) if d else f"{NORM_NAMES[norm]}: too few snapshots"
         text += f"; test accuracy {pct(acc[-1])} after {res['eval_steps'][-1]} steps"
         if res["status"] == "diverged":
             text += f" (diverged at step {res['diverged_step']})"
@@ -274,7 +273,7 @@ def _explain_live(run: Run | None, twin: Run | None) -> list[str]:
         d = run_drift(r)
         if d is None:
             continue
-        name = NAMES.get(r.config.norm, r.config.norm)
+        name = NORM_NAMES.get(r.config.norm, r.config.norm)
         parts.append(_describe(f"{name} ({role})", d))
     if not parts:
         return []

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..config import DEFAULT_LR, MAX_BATCH_X_WIDTH, MAX_STEPS_X_CHANNELS, TrainConfig
+from ..config import (
+    DEFAULT_LR,
+    MAX_BATCH_X_WIDTH,
+    MAX_STEPS_X_CHANNELS,
+    NORM_NAMES,
+    TrainConfig,
+)
 from .controls import (  # noqa: F401  (re-exported for scenario modules)
     BATCH_SIZES,
     CONTROLS,
@@ -22,14 +28,7 @@ from .controls import (  # noqa: F401  (re-exported for scenario modules)
 )
 from .session import NO_TWIN
 
-NORM_LABELS = {
-    "batch": "BatchNorm",
-    "group": "GroupNorm",
-    "layer": "LayerNorm",
-    "instance": "InstanceNorm",
-    "none": "none",
-    NO_TWIN: "no twin",
-}
+NORM_LABELS = {**NORM_NAMES, NO_TWIN: "no twin"}
 DATASET_LABELS = {
     "shapes": "shapes (built-in)",
     "mnist": "MNIST",
