@@ -1,5 +1,5 @@
 """The plotting kit (bnviz/plot.py): the palette, figures built as plain dicts, and the layout
-that every figure gets from it."""
+that every figure gets from it, the run figures' and the scenarios'."""
 
 import ast
 from pathlib import Path
@@ -7,9 +7,13 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 import pytest
+from conftest import check_layout
 from plotly.subplots import make_subplots
 
+from bnviz import TrainConfig, Trainer
+from bnviz import figures as F
 from bnviz import plot as P
+from bnviz.scenarios import SCENARIOS, common
 from bnviz.series import stride
 
 
@@ -111,3 +115,62 @@ def test_a_plotly_figure_is_adopted_as_it_is():
     assert (table.rows, table.cols) == (0, 0)  # no x-y plot drawn behind the table
     laid_out = P.finish(table, "t", note="n")
     assert "xaxis" not in laid_out.layout.to_plotly_json()
+
+
+def _main_figure() -> go.Figure:
+    return F.loss_figure(Trainer(TrainConfig(widths=(4,), steps=2)).run)
+
+
+def _scenario_figures() -> dict[str, go.Figure]:
+    """Every scenario's figures before its first result (what a cold server shows)."""
+    return {
+        f"{sid}[{k}]": fig
+        for sid, scenario in SCENARIOS.items()
+        for k, fig in enumerate(scenario.figures({}))
+    }
+
+
+def test_every_figure_gets_the_kits_layout():
+    figures = {"loss (a run figure)": _main_figure(), **_scenario_figures()}
+    assert len(figures) > 20
+    for name, fig in figures.items():
+        try:
+            check_layout(fig)
+        except AssertionError as e:
+            raise AssertionError(f"{name}: {e}") from e
+
+
+def test_a_scenario_figure_looks_like_a_run_figure():
+    """Laid out by the same code: the same title, legend and axis fonts and places, margins
+    computed the same way (the top one the same for the same subtitle), and, with no legend
+    and one row, the same height."""
+    main, scenario = _main_figure(), common.placeholder("t", "x", "y")
+    for part in ("title", "legend", "hoverlabel"):
+        ours, theirs = (f.layout[part].to_plotly_json() for f in (scenario, main))
+        for layout in (ours, theirs):
+            layout.pop("text", None), layout.get("subtitle", {}).pop("text", None)
+            layout.pop("groupclick", None)  # a scenario's legend group is one entry
+        assert ours == theirs, part
+    assert scenario.layout.margin.t == main.layout.margin.t  # both: a two-line subtitle
+    assert scenario.layout.margin.b == main.layout.margin.b  # both: an x title, no legend
+    assert scenario.layout.height == main.layout.height
+    assert scenario.layout.xaxis.tickfont.size == main.layout.xaxis.tickfont.size
+    assert scenario.layout.xaxis.automargin is main.layout.xaxis.automargin is False
+
+
+def test_a_scenario_figure_finished_with_plotly_data_keeps_it():
+    """common.finish lays out what the scenario drew: traces, shapes and axis settings survive,
+    the legend is sized from its entries, and a log axis gets the kit's ticks."""
+    fig = go.Figure()
+    for k in range(5):
+        fig.add_scatter(x=[1e-3, 1e-1, 10], y=[k, k + 1, k + 3], name=f"a long legend entry {k}")
+    fig.add_hline(y=1, line=dict(color=P.NEUTRAL, dash="dot"))
+    fig.update_yaxes(range=[0, 100])
+    out = common.finish(fig, "Title", "lr (log scale)", "accuracy (%)", note="details", log_x=True)
+    assert [t.name for t in out.data] == [t.name for t in fig.data]
+    assert out.layout.shapes[0].y0 == 1 and tuple(out.layout.yaxis.range) == (0, 100)
+    assert out.layout.xaxis.type == "log" and out.layout.xaxis.dtick == 1  # 10⁻³ ... 10¹
+    assert out.layout.title.subtitle.text == "details"
+    assert out.layout.margin.b >= P.AXIS_PX + 3 * P.LEGEND_ROW  # five entries wrap to 3 rows
+    assert out.layout.showlegend and out.layout.legend.groupclick == "togglegroup"
+    check_layout(out)

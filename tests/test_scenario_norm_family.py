@@ -2,7 +2,7 @@
 table's measured numbers are the runs' own numbers."""
 
 import pytest
-from conftest import check_explain_without_runs, check_preset
+from conftest import check_explain_without_runs, check_layout, check_preset
 
 from bnviz import Lockstep, TrainConfig
 from bnviz.config import NORM_NAMES
@@ -72,6 +72,7 @@ def test_figures_on_empty_and_partial_results(results):
         assert len(figs) == 3
         for fig in figs:
             fig.to_json()
+            check_layout(fig)
     empty = SCENARIO.figures({})
     assert common.MEASURING in str(empty[0].layout.annotations)
     assert common.MEASURING in list(empty[2].data[0].cells.values[2])

@@ -11,17 +11,14 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
-from plotly.subplots import make_subplots
 
 from ..config import NORM_NAMES, TrainConfig
+from ..plot import NEUTRAL, NORM_COLORS
 from ..record import Run
 from ..series import stride
 from ..trainer import Trainer, to_tensor
 from .base import Scenario, job
 from .common import (
-    BN_COLOR,
-    NEUTRAL,
-    NONE_COLOR,
     bare_steps,
     clean,
     clean_list,
@@ -32,10 +29,10 @@ from .common import (
     num,
     pct,
     placeholder,
+    subplots,
 )
 
 NORMS = ("batch", "none")
-COLORS = {"batch": BN_COLOR, "none": NONE_COLOR}
 DASHES = {"batch": "solid", "none": "dash"}
 SWEEP_LRS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 SWEEP = dict(widths=(8, 16, 32), batch_size=64, steps=150, seed=0)
@@ -49,7 +46,7 @@ DEEP_LR = 10.0
 DEEP_STEPS = 12
 DEEP_SHOWN = (1, 4, 8, 12)  # steps drawn in the activation-scale figure (and a diverged one)
 TITLE_SWEEP = "Final test accuracy against learning rate"
-TITLE_PROBE = "Loss after one gradient step, against its size"
+TITLE_PROBE = "Loss after one gradient step, by its size"
 TITLE_DEEP = "Activation scale per block, first steps"
 
 
@@ -296,7 +293,7 @@ def _sweep_figure(results: dict) -> go.Figure:
                 y=acc,
                 name=NORM_NAMES[norm],
                 mode="lines+markers",
-                line=dict(color=COLORS[norm], dash=DASHES[norm]),
+                line=dict(color=NORM_COLORS[norm], dash=DASHES[norm]),
                 marker=dict(symbol=symbols, size=[12 if s == "x" else 8 for s in symbols]),
                 text=text,
                 hovertemplate="lr %{x:g}: %{text}<extra>" + NORM_NAMES[norm] + "</extra>",
@@ -309,19 +306,20 @@ def _sweep_figure(results: dict) -> go.Figure:
         annotation_position="bottom left",
     )
     fig.update_yaxes(range=[0, 100])
+    steps, widths = SWEEP["steps"], "-".join(map(str, SWEEP["widths"]))
+    details = f"SGD momentum 0.9, {steps} steps, widths {widths}"
     if not fig.data:
         note(fig)
     elif any(r["status"] == "diverged" for n in NORMS for r in sweep_points(results, n)):
-        note(fig, "× = diverged (accuracy of the model when it stopped)", y=0.97)
-    steps, widths = SWEEP["steps"], "-".join(map(str, SWEEP["widths"]))
-    finish(
+        details += "; × = diverged (accuracy of the model when it stopped)"
+    return finish(
         fig,
-        f"{TITLE_SWEEP} (SGD momentum 0.9, {steps} steps, widths {widths})",
+        TITLE_SWEEP,
         "learning rate (log scale)",
         "test accuracy, eval mode (%)",
+        note=details,
         log_x=True,
     )
-    return fig
 
 
 def _probe_figure(results: dict) -> go.Figure:
@@ -347,7 +345,7 @@ def _probe_figure(results: dict) -> go.Figure:
                     opacity=0.55 if after == 0 else 1.0,
                     marker=dict(symbol="circle-open" if after == 0 else "circle", size=6),
                     line=dict(
-                        color=COLORS[norm], dash=DASHES[norm], width=1.5 if after == 0 else 2.5
+                        color=NORM_COLORS[norm], dash=DASHES[norm], width=1.5 if after == 0 else 2.5
                     ),
                     hovertemplate="lr %{x:g}: loss × %{y:.3g}<extra>" + name + "</extra>",
                 )
@@ -378,10 +376,10 @@ def _shown_steps(r: dict) -> list[int]:
 
 
 def _deep_figure(results: dict) -> go.Figure:
-    fig = make_subplots(
+    fig = subplots(
+        ("conv output (the norm's input)", "post-activation"),
         rows=1,
         cols=2,
-        subplot_titles=("conv output (the norm's input)", "post-activation"),
         horizontal_spacing=0.12,
     )
     blocks = None
@@ -406,7 +404,7 @@ def _deep_figure(results: dict) -> go.Figure:
                         showlegend=col == 1,
                         mode="lines+markers",
                         opacity=fade,
-                        line=dict(color=COLORS[norm], dash=DASHES[norm]),
+                        line=dict(color=NORM_COLORS[norm], dash=DASHES[norm]),
                         hovertemplate="block %{x}: std %{y:.3g}<extra>"
                         + f"{NORM_NAMES[norm]}, step {step}</extra>",
                     ),
@@ -415,18 +413,16 @@ def _deep_figure(results: dict) -> go.Figure:
                 )
     if not fig.data:
         note(fig)
-    finish(
+    fig.update_xaxes(dtick=1)
+    return finish(
         fig,
-        f"{TITLE_DEEP} (depth 6, lr {lr_text(DEEP_LR)})",
+        TITLE_DEEP,
         "block (depth)",
         "std over the batch (log scale)",
+        note=f"depth 6, lr {lr_text(DEEP_LR)}; the later the step, the stronger the colour",
         log_y=True,
-        height=400,
+        panel_titles=True,
     )
-    fig.update_layout(margin=dict(t=90))
-    fig.update_xaxes(dtick=1)
-    fig.update_yaxes(title_text=None, col=2)
-    return fig
 
 
 def figures(results: dict) -> list[go.Figure]:

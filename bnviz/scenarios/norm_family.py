@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from ..config import NORM_NAMES, TrainConfig
 from ..model import group_count
-from ..plot import layer_color
+from ..plot import NORM_COLORS
 from ..trainer import train
 from . import common
 from .base import Scenario, job
@@ -20,13 +20,6 @@ STEPS = 250
 EVAL_EVERY = 25
 NORMS = ("batch", "none", "group", "layer", "instance")
 SEEDS = (0, 1)
-COLORS = {
-    "batch": common.BN_COLOR,
-    "none": common.NONE_COLOR,
-    "group": layer_color(2),
-    "layer": layer_color(3),
-    "instance": layer_color(4),
-}
 DASHES = {"none": "dash"}
 # published: Wu & He 2018, ResNet-50 on ImageNet, 32 images per GPU, top-1 error (%)
 PUBLISHED_ERROR = {"batch": 23.6, "group": 24.1, "layer": 25.3, "instance": 28.4}
@@ -131,15 +124,18 @@ def _table_figure(results: dict) -> go.Figure:
             cells=dict(values=[[r[k] for r in rows] for k in keys], align="left", height=28),
         )
     )
-    fig.update_layout(
-        title=dict(text=f"What each normalizes over, and what it measured ({STEPS} steps)", x=0),
-        height=360,
-        margin=common.MARGIN,
+    title = "What each normalizes over, what it measured"
+    return common.finish(
+        fig,
+        title,
+        None,
+        note=f"after {STEPS} steps; a number per seed, as the last column lists them",
     )
-    return fig
 
 
-def _curve_figure(results: dict, x_key: str, y_key: str, scale: float, title, y_title) -> go.Figure:
+def _curve_figure(
+    results: dict, x_key: str, y_key: str, scale: float, title, y_title, details=None
+) -> go.Figure:
     fig = go.Figure()
     shown = set()
     for r in _rows(results):
@@ -151,13 +147,13 @@ def _curve_figure(results: dict, x_key: str, y_key: str, scale: float, title, y_
             name=name,
             legendgroup=name,
             showlegend=name not in shown,
-            line=dict(color=COLORS[r["norm"]], dash=DASHES.get(r["norm"], "solid"), width=1.8),
+            line=dict(color=NORM_COLORS[r["norm"]], dash=DASHES.get(r["norm"], "solid"), width=1.8),
             hovertemplate=f"{name}, seed {r['seed']}<br>step %{{x}}<br>%{{y:.3g}}<extra></extra>",
         )
         shown.add(name)
     if not fig.data:
         common.note(fig, size=14)
-    return common.finish(fig, title, "step (optimizer steps)", y_title)
+    return common.finish(fig, title, y_title=y_title, note=details)
 
 
 def figures(results: dict) -> list[go.Figure]:
@@ -167,8 +163,9 @@ def figures(results: dict) -> list[go.Figure]:
             "eval_steps",
             "acc_running",
             100,
-            "Test accuracy (eval mode) during training, one line per seed",
+            "Test accuracy (eval mode) during training",
             "test accuracy (%)",
+            "one line per seed",
         ),
         _curve_figure(
             results,

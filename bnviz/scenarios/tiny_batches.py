@@ -11,13 +11,11 @@ import math
 import plotly.graph_objects as go
 
 from ..config import NORM_NAMES, TrainConfig
+from ..plot import NORM_COLORS
 from ..record import Run
 from ..trainer import Trainer
 from .base import Scenario, job
 from .common import (
-    BN_COLOR,
-    GN_COLOR,
-    NEUTRAL,
     bare_steps,
     clean,
     finish,
@@ -27,11 +25,10 @@ from .common import (
 )
 
 NORMS = ("batch", "group")
-COLORS = {"batch": BN_COLOR, "group": GN_COLOR}
 BATCHES = (2, 4, 8, 16, 32, 64)
 SWEEP = dict(images=3200, base_lr=0.1, base_batch=32, widths=(8, 16), seed=0)
 TITLE_SWEEP = "Measured: test error against batch size"
-TITLE_PUBLISHED = "Published (Wu & He 2018, ResNet-50 on ImageNet), not measured here"
+TITLE_PUBLISHED = "Published (Wu & He 2018), not measured here"
 # Wu & He 2018, Figure 1 / Table: ImageNet top-1 error (%) by images per GPU.
 PUBLISHED_BATCHES = (32, 16, 8, 4, 2)
 PUBLISHED = {
@@ -39,7 +36,6 @@ PUBLISHED = {
     "group": (24.1, 24.2, 24.0, 24.2, 24.1),
 }
 PUBLISHED_AT_32 = {"layer": 25.3, "instance": 28.4}
-EXTRA_COLORS = {"layer": "#CC79A7", "instance": "#BF8A00"}
 
 
 def _label(norm: str, batch_size: int) -> str:
@@ -132,7 +128,7 @@ def _sweep_figure(results: dict) -> go.Figure:
                 name=NORM_NAMES[norm]
                 + (" (eval mode: running statistics)" if norm == "batch" else ""),
                 mode="lines+markers",
-                line=dict(color=COLORS[norm], dash="solid" if norm == "batch" else "dash"),
+                line=dict(color=NORM_COLORS[norm], dash="solid" if norm == "batch" else "dash"),
                 hovertemplate="batch %{x}: %{y:.1f}% error<extra>" + NORM_NAMES[norm] + "</extra>",
             )
         )
@@ -144,20 +140,20 @@ def _sweep_figure(results: dict) -> go.Figure:
                     name="BatchNorm (batch statistics at test time)",
                     mode="lines+markers",
                     marker=dict(symbol="circle-open"),
-                    line=dict(color=COLORS[norm], dash="dot", width=1.5),
+                    line=dict(color=NORM_COLORS[norm], dash="dot", width=1.5),
                     hovertemplate="batch %{x}: %{y:.1f}% error<extra>BN, batch stats</extra>",
                 )
             )
     if not fig.data:
         note(fig)
-    finish(
+    _log2_axis(fig, BATCHES)
+    return finish(
         fig,
-        f"{TITLE_SWEEP} ({SWEEP['images']} training images each)",
+        TITLE_SWEEP,
         "batch size (images per batch, log₂ scale)",
         "test error (%)",
+        note=f"{SWEEP['images']} training images at every batch size, lr scaled with it",
     )
-    _log2_axis(fig, BATCHES)
-    return fig
 
 
 def published_figure() -> go.Figure:
@@ -169,7 +165,7 @@ def published_figure() -> go.Figure:
                 y=list(PUBLISHED[norm]),
                 name=f"{NORM_NAMES[norm]} (published)",
                 mode="lines+markers",
-                line=dict(color=COLORS[norm], dash="solid" if norm == "batch" else "dash"),
+                line=dict(color=NORM_COLORS[norm], dash="solid" if norm == "batch" else "dash"),
                 hovertemplate="%{x} images per GPU: %{y}% top-1 error<extra>"
                 + NORM_NAMES[norm]
                 + ", Wu & He 2018</extra>",
@@ -182,31 +178,20 @@ def published_figure() -> go.Figure:
                 y=[value],
                 name=f"{NORM_NAMES[norm]} (published, batch 32 only)",
                 mode="markers",
-                marker=dict(color=EXTRA_COLORS[norm], size=10, symbol="diamond"),
+                marker=dict(color=NORM_COLORS[norm], size=10, symbol="diamond"),
                 hovertemplate="32 images per GPU: %{y}% top-1 error<extra>"
                 + NORM_NAMES[norm]
                 + ", Wu & He 2018</extra>",
             )
         )
-    finish(
+    _log2_axis(fig, sorted(PUBLISHED_BATCHES))
+    return finish(
         fig,
         TITLE_PUBLISHED,
         "images per GPU (log₂ scale)",
         "ImageNet top-1 error (%)",
+        note="ResNet-50 on ImageNet: published numbers, not measured in this app",
     )
-    _log2_axis(fig, sorted(PUBLISHED_BATCHES))
-    fig.add_annotation(
-        text="published numbers, not measured in this app",
-        x=1,
-        y=1,
-        xref="paper",
-        yref="paper",
-        xanchor="right",
-        yanchor="top",
-        showarrow=False,
-        font=dict(color=NEUTRAL, size=12),
-    )
-    return fig
 
 
 def figures(results: dict) -> list[go.Figure]:
