@@ -9,6 +9,13 @@ from dataclasses import dataclass
 
 DATASETS = ("shapes", "mnist", "fashion_mnist", "cifar10")
 NORMS = ("batch", "group", "layer", "instance", "none")
+NORM_NAMES = {  # how figures, texts and the sidebar name each
+    "batch": "BatchNorm",
+    "group": "GroupNorm",
+    "layer": "LayerNorm",
+    "instance": "InstanceNorm",
+    "none": "no norm",
+}
 BN_IMPLS = ("torch", "scratch")
 PLACEMENTS = ("before", "after")
 ACTIVATIONS = ("relu", "tanh", "sigmoid")

@@ -1,74 +1,50 @@
-"""Plotly figures of a run record (bnviz.Run): pure functions from recorded numbers to a
-go.Figure, with no training and no Streamlit. Every block has one colour everywhere
-(LAYER_COLORS), the main run is drawn solid and its twin dashed (and the run it branched from,
-run.parent, grey and dotted), mid-run changes, branches and divergence are marked on every time
-axis, and long per-step series are strided to at most MAX_POINTS points
-per trace so the figure sent to the browser on every refresh stays small. No template or
-background colour is set: the app's light or dark theme applies, and every colour here keeps a
-contrast of at least 3:1 on both white and Streamlit's dark background. For a projector, every
-figure has a short title with the details in a wrapped subtitle, its legend under the plot (a
-column per run when a twin is shown) and a height that grows with the legend, so that the plot
-keeps its size: _finish and _legend do this for all of them. Figures are built as plain dicts
-(_Spec) and handed to go.Figure unvalidated: plotly's validation of every add_*, update_* and
-make_subplots call cost 20-50 times more than the rest, on a server that trains at the same
-time."""
+"""The run figures: pure functions from a run record (bnviz.Run) to a go.Figure, one per chart of
+the views (and the numbers of the momentum formula the running-statistics view writes out), with
+no training and no Streamlit, drawn and laid out with the plotting kit (bnviz/plot.py). What
+they know of runs is here: every block has one colour everywhere (LAYER_COLORS), the main run is
+drawn solid and its twin dashed (and the run it branched from, run.parent, grey and dotted),
+mid-run changes, branches and divergence are marked on every time axis, and long per-step series
+are strided to at most MAX_POINTS points per trace so the figure sent to the browser on every
+refresh stays small."""
 
 from __future__ import annotations
 
 import math
-import textwrap
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import SubplotRef
 
-from .config import FIELDS
+from .config import FIELDS, NORM_NAMES
 from .model import block_sides
+from .plot import (
+    ALERT,
+    LINE_WIDTH,
+    MAIN_DASH,
+    MAX_MARKERS,
+    MAX_POINTS,
+    NEUTRAL,
+    NOTE_SIZE,
+    PARENT_DASH,
+    TWIN_DASH,
+    TWO_ROW_PLOT_HEIGHT,
+    Spec,
+    finish,
+    layer_color,
+    moving_average,
+    no_data,
+    rgba,
+    trace,
+)
 from .record import HIST_KINDS, Run
+from .series import stride
 from .trainer import HIST_IMAGES
 
-# Okabe-Ito hues; orange and sky blue darkened so that every colour has a contrast of at least
-# 3:1 against white and against Streamlit's dark background (#0e1117). The first three (the
-# default depth) stay apart under protanopia, deuteranopia and tritanopia.
-LAYER_COLORS: tuple[str, ...] = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#BF8A00", "#2E8BC0")
-MAIN_DASH = "solid"
-TWIN_DASH = "dash"
-# The run before a branch (run.parent) is drawn grey and dotted over the branch, which shares
-# its steps up to the branch point: what follows is the branch's own.
-PARENT_DASH = "dot"
-PARENT_NAME = "before the branch"
-LINE_WIDTH = 2.5  # px, thick enough for the back of a classroom
-MAX_POINTS = 300  # per trace, for per-step series: about one point per 2 px of a chart
-MAX_MARKERS = 150  # per trace of dots: each is an element of its own for the browser to draw
+PARENT_NAME = "before the branch"  # the legend entry of the run before a branch (PARENT_DASH)
 AFFINE_POINTS = 6_000  # all gamma and beta traces of a block together
-# Layout for a projector. Sizes in px; the estimates are for these fonts and for a chart in a
-# half-width column of Streamlit's wide layout (about 500 px wide in a 1500 px window).
-PLOT_HEIGHT = 300  # px of plotting area, whatever the title, subtitle and legend take
-TWO_ROW_PLOT_HEIGHT = 400  # two rows sharing the step axis
-TITLE_SIZE, SUBTITLE_SIZE, PANEL_TITLE_SIZE, AXIS_TITLE_SIZE, TICK_SIZE = 16, 13, 14, 13, 12
-LEGEND_SIZE, NOTE_SIZE, HOVER_SIZE = 13, 12, 13
-TITLE_PX, SUBTITLE_LINE_PX = 44, 18  # the title line, and each subtitle line under it
-PANEL_TITLE_PX = 26  # subplot titles, above the plots
-AXIS_PX, TICKS_PX = 62, 34  # under the plot: tick labels and an x axis title, or tick labels
-SUBTITLE_CHARS = 78  # per subtitle line
-SUBTITLE_LINES = 2  # room kept for at least this many, so charts side by side line up
-LEGEND_WIDTH = 420  # px a legend row may take (the plot width of a half-width chart)
-CHAR_PX, LEGEND_SYMBOL_PX, LEGEND_ROW, LEGEND_GAP = 6.0, 45, 22, 8  # legend size estimates
-TICK_CHAR_PX, Y_TITLE_PX = 7.5, 26  # a tick label's character; a y axis title and its gap
-STEP_AXIS = "step (optimizer steps)"
-NEUTRAL = "#8C8C8C"  # references, change markers, the head layer
-ALERT = "#E41A1C"  # divergence, eps-dominated channels
 # the training batches' loss and accuracy share a colour; test accuracy has one per mode
 METRIC_COLORS = {"loss": "#0072B2", "train": "#0072B2", "running": "#009E73", "batch": "#D55E00"}
 SMOOTH_WINDOW = 9  # steps in the centred moving average of the training-batch accuracy
 UPDATE_RATIO_REFERENCE = 1e-3
-NORM_NAMES = {
-    "batch": "BatchNorm",
-    "group": "GroupNorm",
-    "layer": "LayerNorm",
-    "instance": "InstanceNorm",
-    "none": "no norm",
-}
 KIND_TITLES = {
     "pre_norm": "pre-norm (the norm's input)",
     "post_norm": "post-norm (the norm's output)",
@@ -89,33 +65,7 @@ _STAT_NAMES = {
 }
 
 
-def layer_color(i: int) -> str:
-    """The colour of block i (cycling past the palette)."""
-    return LAYER_COLORS[i % len(LAYER_COLORS)]
-
-
 # ---------------------------------------------------------------- private helpers
-
-
-def _stride(n: int, cap: int = MAX_POINTS) -> np.ndarray:
-    """Indices of at most `cap` evenly strided points out of n, the last one always included."""
-    if n <= cap:
-        return np.arange(n)
-    idx = np.arange(0, n, math.ceil(n / (cap - 1)))
-    return idx if idx[-1] == n - 1 else np.append(idx, n - 1)
-
-
-def _shade(color: str, t: float) -> str:
-    """Blend a hex colour towards white (t > 0) or black (t < 0) by |t|."""
-    rgb = np.array([int(color[k : k + 2], 16) for k in (1, 3, 5)], dtype=float)
-    rgb = rgb + (255 - rgb) * t if t > 0 else rgb * (1 + t)
-    return "#" + "".join(f"{int(round(v)):02X}" for v in rgb)
-
-
-def _rgba(color: str, alpha: float) -> str:
-    """A hex colour as an rgba() string."""
-    r, g, b = (int(color[k : k + 2], 16) for k in (1, 3, 5))
-    return f"rgba({r},{g},{b},{alpha})"
 
 
 def _fmt(value) -> str:
@@ -157,137 +107,8 @@ def _in_force(run: Run, field: str, step: int):
     return value
 
 
-def _merge(target: dict, props: dict) -> dict:
-    """Set `props` on `target` as plotly's update does: a nested dict merges into the nested
-    dict there (copied, so that no dict is shared between two places), and None removes."""
-    for key, value in props.items():
-        if value is None:
-            target.pop(key, None)
-        elif isinstance(value, dict):
-            _merge(target.setdefault(key, {}), value)
-        else:
-            target[key] = value
-    return target
-
-
-def _trace(kind: str, **props) -> dict:
-    """A trace of plotly type `kind` as a plain dict, without the properties that are None."""
-    return _merge({"type": kind}, props)
-
-
-def _domains(n: int, spacing: float) -> list[list[float]]:
-    """[start, end] of n equal panels side by side with `spacing` between them (fractions of
-    the figure), computed the way make_subplots computes them, to the last bit."""
-    size = (1.0 - spacing * (n - 1)) / n
-    domains = []
-    for k in range(n):
-        start = sum([size] * k) + k * spacing
-        domains.append([max(0.0, start), min(1.0, start + size)])
-    return domains
-
-
-class _Spec:
-    """A figure being built as plain dicts, a list of traces and one layout, on a grid of
-    subplots named and placed as make_subplots names and places them: xaxis/yaxis, xaxis2/
-    yaxis2, ... row by row from the top left, each x anchored to its y, and rows sharing the
-    bottom row's x axis (which alone shows tick labels). figure() hands the dicts to go.Figure
-    unvalidated: about a millisecond, where validating every update_*, add_* and make_subplots
-    call costs plotly tens of milliseconds a figure."""
-
-    def __init__(
-        self, rows: int = 1, cols: int = 1, spacing: float = 0.08, titles: list[str] | None = None
-    ):
-        self.rows, self.cols = rows, cols
-        self.data: list[dict] = []
-        self.layout: dict = {}
-        xs, ys = _domains(cols, spacing), _domains(rows, spacing)[::-1]  # row 1 at the top
-        for row in range(1, rows + 1):
-            for col in range(1, cols + 1):
-                n = self._suffix(row, col)
-                self.layout[f"xaxis{n}"] = {"anchor": f"y{n}", "domain": xs[col - 1]}
-                self.layout[f"yaxis{n}"] = {"anchor": f"x{n}", "domain": ys[row - 1]}
-                if row < rows:
-                    shared = f"x{self._suffix(rows, col)}"
-                    self.layout[f"xaxis{n}"] |= {"matches": shared, "showticklabels": False}
-        for col, text in enumerate(titles or [], 1):  # panel titles, over the top row
-            self.annotate(
-                text=text,
-                x=sum(xs[col - 1]) / 2,
-                xref="paper",
-                xanchor="center",
-                y=ys[0][1],
-                yref="paper",
-                yanchor="bottom",
-                showarrow=False,
-                font=dict(size=PANEL_TITLE_SIZE),
-            )
-
-    def _suffix(self, row: int, col: int) -> str:
-        """'' for the first subplot, else its number: the end of its axis names."""
-        k = (row - 1) * self.cols + col
-        return "" if k == 1 else str(k)
-
-    def cells(self, row: int | None = None, col: int | None = None) -> list[str]:
-        """Axis name suffixes of the subplots in `row` and `col` (every one where None)."""
-        return [
-            self._suffix(r, c)
-            for r in range(1, self.rows + 1)
-            for c in range(1, self.cols + 1)
-            if row in (None, r) and col in (None, c)
-        ]
-
-    def axes(self, letter: str, row: int | None = None, col: int | None = None) -> list[dict]:
-        """The layout dicts of the x or y axes of the subplots in `row` and `col`."""
-        return [self.layout[f"{letter}axis{n}"] for n in self.cells(row, col)]
-
-    def update_axes(self, letters: str, row: int | None = None, col: int | None = None, **props):
-        """Merge `props` into the axes ("x", "y" or "xy") of the subplots in `row` and `col`."""
-        for letter in letters:
-            for axis in self.axes(letter, row, col):
-                _merge(axis, props)
-
-    def update(self, **props) -> None:
-        """Merge `props` into the layout."""
-        _merge(self.layout, props)
-
-    def add(self, trace: dict, row: int | None = None, col: int | None = None) -> None:
-        """Append a trace, drawn on the subplot at (row, col) if given, else on the first."""
-        if row is not None:
-            n = self._suffix(row, col)
-            trace |= {"xaxis": f"x{n}", "yaxis": f"y{n}"}
-        self.data.append(trace)
-
-    def annotate(self, **props) -> None:
-        """Add a text annotation."""
-        self.layout.setdefault("annotations", []).append(_merge({}, props))
-
-    def vline(self, x, line: dict, row: int | None = None, col: int | None = None) -> None:
-        """A vertical line at x over the whole height of each subplot in `row` and `col`."""
-        for n in self.cells(row, col):
-            self._shape(x0=x, x1=x, xref=f"x{n}", y0=0, y1=1, yref=f"y{n} domain", line=line)
-
-    def hline(self, y, line: dict) -> None:
-        """A horizontal line at y over the whole width of every subplot."""
-        for n in self.cells():
-            self._shape(x0=0, x1=1, xref=f"x{n} domain", y0=y, y1=y, yref=f"y{n}", line=line)
-
-    def _shape(self, **props) -> None:
-        self.layout.setdefault("shapes", []).append(_merge({"type": "line"}, props))
-
-    def figure(self) -> go.Figure:
-        """The go.Figure, unvalidated; it knows its subplot grid, for row= and col= selectors."""
-
-        def ref(n: str) -> tuple:
-            axes = {"xaxis": f"x{n}", "yaxis": f"y{n}"}
-            return (SubplotRef("xy", (f"xaxis{n}", f"yaxis{n}"), axes),)
-
-        grid = [[ref(n) for n in self.cells(row=row)] for row in range(1, self.rows + 1)]
-        spec = {"data": self.data, "layout": self.layout, "_grid_ref": grid}
-        return go.Figure(spec, _validate=False)
-
-
 def _line(
-    fig: _Spec,
+    fig: Spec,
     x,
     y,
     name: str,
@@ -307,7 +128,7 @@ def _line(
     """Add one time series (strided to `cap` points) with a hover naming the run and step.
     A series of the run before a branch (PARENT_DASH) is drawn grey, thin and dotted, with
     one legend entry per figure."""
-    idx = _stride(len(x), cap)
+    idx = stride(len(x), cap)
     if dash == PARENT_DASH:
         first = not any(t.get("legendgroup") == PARENT_NAME for t in fig.data)
         hover_name = f"{hover_name or name} · {PARENT_NAME}"
@@ -320,7 +141,7 @@ def _line(
     if scatter.get("hoverinfo") == "skip":
         hover = None
     style = {"mode": "lines", "line": dict(color=color, dash=dash, width=LINE_WIDTH), **scatter}
-    trace = _trace(
+    series = trace(
         "scatter",
         x=np.asarray(x)[idx],
         y=np.asarray(y)[idx],
@@ -329,7 +150,7 @@ def _line(
         customdata=None if customdata is None else np.asarray(customdata)[idx],
         **style,
     )
-    fig.add(trace, row, col)
+    fig.add(series, row, col)
 
 
 def _branch_points(run: Run) -> dict[int, str]:
@@ -343,7 +164,7 @@ def _branch_points(run: Run) -> dict[int, str]:
     return points
 
 
-def _mark_events(fig: _Spec, run: Run, twin: Run | None = None) -> None:
+def _mark_events(fig: Spec, run: Run, twin: Run | None = None) -> None:
     """Dotted lines at mid-run changes (one label per step), at branch points (where the run
     went on from with Continue or Fork, saying how the run before ended there) and a red line
     where a run diverged."""
@@ -385,176 +206,6 @@ def _mark_events(fig: _Spec, run: Run, twin: Run | None = None) -> None:
         )
 
 
-def _no_data(fig: _Spec, text: str | None = None) -> None:
-    """A centred note on an otherwise empty figure."""
-    fig.annotate(
-        text=text or "no data yet",
-        x=0.5,
-        y=0.5,
-        xref="paper",
-        yref="paper",
-        showarrow=False,
-        font=dict(size=15, color=NEUTRAL),
-    )
-    fig.update_axes("xy", showticklabels=False)  # no numbers on axes without data
-
-
-def _wrap(text: str, width: int = SUBTITLE_CHARS) -> str:
-    """Text broken into lines of at most `width` characters, joined by <br> for plotly."""
-    return "<br>".join(textwrap.wrap(text, width, break_on_hyphens=False))
-
-
-def _legend(fig: _Spec) -> int:
-    """Put the legend under the plot (horizontal, at the bottom of the figure, which plotly grows
-    its bottom margin for, so it never overlaps the plot or an axis title) and return about how
-    many px it takes in a half-width chart. Traces of one legendgroup (one run) stack in a column;
-    columns, and ungrouped entries, go side by side and wrap when the next one does not fit."""
-    groups: dict[str, list[str]] = {}
-    for k, trace in enumerate(fig.data):
-        if trace.get("name") and trace.get("showlegend") is not False:
-            groups.setdefault(trace.get("legendgroup") or f"#{k}", []).append(trace["name"])
-    shown = sum(len(names) for names in groups.values()) >= 2
-    fig.update(
-        showlegend=shown,
-        legend=dict(
-            orientation="h",
-            x=0,
-            xanchor="left",
-            y=0,
-            yanchor="bottom",
-            yref="container",
-            font=dict(size=LEGEND_SIZE),
-            groupclick="toggleitem",
-            tracegroupgap=LEGEND_GAP,
-        ),
-    )
-    if not shown:
-        return 0
-    total = line = used = 0
-    for names in groups.values():
-        width = max(len(name) for name in names) * CHAR_PX + LEGEND_SYMBOL_PX
-        if used and used + width > LEGEND_WIDTH:
-            total, line, used = total + line + LEGEND_GAP, 0, 0
-        used += width
-        line = max(line, len(names) * LEGEND_ROW)
-    return total + line + LEGEND_GAP
-
-
-def _log_ticks(fig: _Spec | go.Figure) -> dict:
-    """Log-axis ticks that stay readable: decades only (10⁻³, 10⁻², ...) when the data cross
-    two or more of them, else 1-2-5 over at least half a decade and 1, 2, ..., 9 below that,
-    each labelled with its whole value (0.5, not plotly's bare "5"), else the ends of the data.
-    Reads the y values of the traces (dicts of a _Spec, or a go.Figure's trace objects)."""
-    ys = [
-        np.asarray(t["y"], np.float64).ravel() for t in fig.data if "y" in t and t["y"] is not None
-    ]
-    y = np.concatenate(ys) if ys else np.ones(1)
-    y = np.log10(y[np.isfinite(y) & (y > 0)])
-    lo, hi = (y.min(), y.max()) if len(y) else (0.0, 0.0)
-    if math.floor(hi) - math.ceil(lo) >= 1:
-        return dict(type="log", dtick=1, exponentformat="power")
-    for digits in ((1, 2, 5) if hi - lo >= 0.5 else (), range(1, 10)):
-        ticks = [
-            float(f"{digit}e{power}")
-            for power in range(math.floor(lo), math.ceil(hi) + 1)
-            for digit in digits
-            if lo - 0.01 <= power + math.log10(digit) <= hi + 0.01
-        ]
-        if len(ticks) >= 2:
-            break
-    else:
-        ticks = sorted({float(f"{10**lo:.2g}"), float(f"{10**hi:.2g}")})
-    return dict(type="log", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
-
-
-def _tick_chars(fig: _Spec) -> int:
-    """About how many characters the longest y tick label takes: plotly's ticks are about a
-    sixth of the range apart, written with the decimals that step needs; a log axis writes
-    powers of ten (10⁻³) or the labels _log_ticks chose."""
-    longest = 2
-    for n in fig.cells():
-        axis = fig.layout[f"yaxis{n}"]
-        if "ticktext" in axis:
-            longest = max(longest, *(len(text) for text in axis["ticktext"]))
-            continue
-        if axis.get("type") == "log":
-            longest = max(longest, 5)
-            continue
-        ref = f"y{n}" if n else "y"
-        ys = [
-            np.asarray(t["y"], np.float64).ravel()
-            for t in fig.data
-            if t.get("yaxis", "y") == ref and t.get("y") is not None and t.get("type") != "bar"
-        ]
-        ys += [np.asarray(axis["range"], np.float64)] if "range" in axis else []
-        y = np.concatenate(ys) if ys else np.zeros(1)
-        y = y[np.isfinite(y)]
-        if not len(y):
-            continue
-        lo, hi = float(y.min()), float(y.max())
-        step = (hi - lo) / 6 or abs(hi) / 6 or 1.0
-        decimals = max(0, -math.floor(math.log10(step)))
-        chars = max(len(f"{v:.{decimals}f}") for v in (lo, hi))
-        longest = max(longest, min(chars, 9))  # past that plotly writes 1.2e−5 or 12M
-    return longest
-
-
-def _finish(
-    fig: _Spec,
-    title: str,
-    *,
-    x_title: str | None = STEP_AXIS,
-    y_title: str | list[str] | None = None,
-    rows: int = 1,
-    note: str | None = None,
-    log_y: bool = False,
-    plot_height: int = PLOT_HEIGHT,
-    panel_titles: bool = False,
-) -> go.Figure:
-    """Short title with the details in a wrapped subtitle, axis titles, the legend under the
-    plot, projector-sized fonts, and a height that keeps `plot_height` px for the plot; then
-    the go.Figure. Margins are set here rather than by plotly's automargin, which draws a
-    chart twice whenever its tick labels change width: every refresh, while a run plays."""
-    subtitle = _wrap(note) if note else ""
-    top = TITLE_PX + SUBTITLE_LINE_PX * max(SUBTITLE_LINES, subtitle.count("<br>") + 1)
-    top += PANEL_TITLE_PX if panel_titles else 0
-    titled = any(axis.get("title", {}).get("text") for axis in fig.axes("x"))
-    bottom = (AXIS_PX if x_title or titled else TICKS_PX) + _legend(fig)
-    if log_y:
-        fig.update_axes("y", **_log_ticks(fig))
-    left = 12 + TICK_CHAR_PX * _tick_chars(fig) + (Y_TITLE_PX if y_title else 0)
-    fig.update(
-        title=dict(
-            text=title,
-            x=0,
-            xanchor="left",
-            xref="paper",
-            y=1,
-            yref="container",
-            yanchor="top",
-            pad=dict(t=8),
-            font=dict(size=TITLE_SIZE),
-            subtitle=dict(text=subtitle, font=dict(size=SUBTITLE_SIZE)),
-        ),
-        height=plot_height + top + bottom,
-        margin=dict(l=left, r=16, t=top, b=bottom),
-        hoverlabel=dict(font=dict(size=HOVER_SIZE)),
-        bargap=0,
-    )
-    fig.update_axes(
-        "xy",
-        automargin=False,
-        title=dict(font=dict(size=AXIS_TITLE_SIZE)),
-        tickfont=dict(size=TICK_SIZE),
-    )
-    if x_title:
-        fig.update_axes("x", row=rows, title=dict(text=x_title))
-    titles = [y_title] * rows if isinstance(y_title, str) else (y_title or [])
-    for row, text in enumerate(titles, 1):
-        fig.update_axes("y", row=row, col=1, title=dict(text=text))
-    return fig.figure()
-
-
 def _empty(run: Run, twin: Run | None) -> bool:
     """True when neither run has recorded a step."""
     return run.num_steps == 0 and (twin is None or twin.num_steps == 0)
@@ -570,9 +221,7 @@ def _name(what: str, label: str, twin: Run | None) -> str:
     return f"{what} · {label}" if twin is not None else what
 
 
-def _per_layer(
-    fig: _Spec, run: Run, twin: Run | None, series, *, what: str, unit: str = ""
-) -> None:
+def _per_layer(fig: Spec, run: Run, twin: Run | None, series, *, what: str, unit: str = "") -> None:
     """One line per block and run; series(run, i) -> (x, y), or None to skip that block."""
     for r, label, dash in _members(run, twin):
         for i, info in enumerate(r.layers):
@@ -592,18 +241,6 @@ def _per_layer(
                 mode="lines+markers" if len(xy[0]) == 1 else "lines",
                 legendgroup=_group(label, twin),
             )
-
-
-def _moving_average(y: np.ndarray, window: int) -> np.ndarray:
-    """Centred moving average; the window shrinks at both ends (and for short series)."""
-    n = len(y)
-    if n == 0:
-        return np.asarray(y, dtype=np.float32)
-    window = min(window, n if n % 2 else n - 1)
-    kernel = np.ones(window)
-    total = np.convolve(np.asarray(y, dtype=np.float64), kernel, mode="same")
-    count = np.convolve(np.ones(n), kernel, mode="same")
-    return (total / count).astype(np.float32)
 
 
 def _saturation_label(run: Run, info) -> str:
@@ -635,7 +272,7 @@ def _step_index(run: Run, step_index: int) -> int:
 
 def loss_figure(run: Run, twin: Run | None = None) -> go.Figure:
     """Training loss (cross-entropy of each batch) per step; the twin dashed."""
-    fig = _Spec()
+    fig = Spec()
     for r, label, dash in _members(run, twin):
         if r.num_steps:
             _line(
@@ -648,9 +285,9 @@ def loss_figure(run: Run, twin: Run | None = None) -> go.Figure:
                 dash=dash,
             )
     if _empty(run, twin):
-        _no_data(fig)
+        no_data(fig)
     _mark_events(fig, run, twin)
-    return _finish(
+    return finish(
         fig,
         "Training loss",
         y_title="cross-entropy loss (nats)",
@@ -660,10 +297,10 @@ def loss_figure(run: Run, twin: Run | None = None) -> go.Figure:
 
 def accuracy_figure(run: Run, twin: Run | None = None) -> go.Figure:
     """Batch accuracy (centred moving average) and test accuracy in both modes, in %."""
-    fig = _Spec()
+    fig = Spec()
     for r, label, dash in _members(run, twin):
         if r.num_steps:
-            smooth = _moving_average(r.metric("train_acc"), SMOOTH_WINDOW) * 100
+            smooth = moving_average(r.metric("train_acc"), SMOOTH_WINDOW) * 100
             what = f"training batches ({SMOOTH_WINDOW}-step centred mean)"
             _line(
                 fig,
@@ -701,14 +338,14 @@ def accuracy_figure(run: Run, twin: Run | None = None) -> go.Figure:
                 legendgroup=_group(label, twin),
             )
     if _empty(run, twin) and not run.eval_steps:
-        _no_data(fig)
+        no_data(fig)
     _mark_events(fig, run, twin)
     fig.update_axes("y", range=[0, 101])
     note = (
         f"training batches: a {SMOOTH_WINDOW}-step centred mean; test: held-out images, "
         "in eval mode (running statistics) and train mode (batch statistics)"
     )
-    return _finish(
+    return finish(
         fig,
         "Accuracy: training batches and test images",
         y_title="accuracy (%)",
@@ -739,19 +376,19 @@ def histogram_figure(run: Run, layer: int, snapshot: int, channel: int | None = 
     if snaps.steps and channel is None:
         titles[-1] += f", {_saturation_label(run, info)}: "
         titles[-1] += f"{snaps.saturated_fraction[snapshot]:.1%}"
-    fig = _Spec(cols=3, spacing=0.06, titles=titles)
+    fig = Spec(cols=3, spacing=0.06, titles=titles)
     which = "all channels" if channel is None else f"channel {channel}"
     if not snaps.steps:
-        _no_data(fig, "no snapshot yet")
+        no_data(fig, "no snapshot yet")
         title = f"{info.name}, {which}: no snapshot yet"
-        return _finish(fig, title, x_title="value", panel_titles=True)
+        return finish(fig, title, x_title="value", panel_titles=True)
     step = snaps.steps[snapshot]
     for col, kind in enumerate(HIST_KINDS, 1):
         series = snaps.hist if channel is None else snaps.channel_hist
         counts = np.asarray(series[kind][snapshot], dtype=np.float64)
         counts = counts if channel is None else counts[channel]
         edges = np.asarray(snaps.edges[kind], dtype=np.float64)
-        bar = _trace(
+        bar = trace(
             "bar",
             x=(edges[:-1] + edges[1:]) / 2,
             y=counts / max(counts.sum(), 1),
@@ -772,7 +409,7 @@ def histogram_figure(run: Run, layer: int, snapshot: int, channel: int | None = 
     if info.norm == "none":
         notes.append("no normalization: post-norm is the pre-norm values unchanged")
     title = f"{info.name}, {which}: values at step {step}"
-    return _finish(
+    return finish(
         fig,
         title,
         x_title="value",
@@ -788,7 +425,7 @@ def percentile_figure(
     """15/50/85th percentiles of a unit's or layer's activation input (Ioffe & Szegedy Fig. 1)."""
     if which not in ("unit", "layer"):
         raise ValueError(f"which must be 'unit' or 'layer'; got {which!r}")
-    fig = _Spec()
+    fig = Spec()
     color = layer_color(layer)
     for r, label, dash in _members(run, twin):
         if layer >= len(r.layers) or not r.snapshots[layer].steps:
@@ -817,7 +454,7 @@ def percentile_figure(
                 color,
                 what="85th percentile",
                 fill="tonexty",
-                fillcolor=_rgba(color, alpha),
+                fillcolor=rgba(color, alpha),
                 hoverinfo="skip",
                 **band,
             )
@@ -841,7 +478,7 @@ def percentile_figure(
         )
     info = run.layers[layer]
     if not fig.data:
-        _no_data(fig, "no snapshot yet")
+        no_data(fig, "no snapshot yet")
     _mark_events(fig, run, twin)
     if which == "unit":
         c, y, x = info.unit
@@ -856,12 +493,12 @@ def percentile_figure(
             "line: median, band: 15th to 85th percentile over the whole layer "
             f"(up to {HIST_IMAGES} images of each batch)"
         )
-    return _finish(fig, title, y_title="activation input (value)", note=note)
+    return finish(fig, title, y_title="activation input (value)", note=note)
 
 
 def saturation_figure(run: Run, twin: Run | None = None) -> go.Figure:
     """Fraction of each block's activations that are dead or saturated, in %, per snapshot."""
-    fig = _Spec()
+    fig = Spec()
 
     def series(r, i):
         snaps = r.snapshots[i]
@@ -870,10 +507,10 @@ def saturation_figure(run: Run, twin: Run | None = None) -> go.Figure:
     label = _saturation_label(run, run.layers[0]) if run.layers else "saturated"
     _per_layer(fig, run, twin, series, what=label, unit="%")
     if not fig.data:
-        _no_data(fig, "no snapshot yet")
+        no_data(fig, "no snapshot yet")
     _mark_events(fig, run, twin)
     fig.update_axes("y", rangemode="tozero")  # a rise from 3% to 6% should not fill the height
-    return _finish(
+    return finish(
         fig,
         f"Activations {label.split(' (')[0]}, per block",
         y_title="% of activations",
@@ -889,7 +526,7 @@ def running_stats_figure(run: Run, layer: int, channel: int) -> go.Figure:
     info = run.layers[layer]
     if not 0 <= channel < info.channels:
         raise ValueError(f"channel must be from 0 to {info.channels - 1}; got {channel}")
-    fig = _Spec(rows=2)
+    fig = Spec(rows=2)
     color = layer_color(layer)
     for row, (what, batch_key, running_key, initial) in enumerate(_STAT_ROWS, 1):
         if not run.num_steps:
@@ -922,7 +559,7 @@ def running_stats_figure(run: Run, layer: int, channel: int) -> go.Figure:
                 line=dict(color=color, width=2.5),
             )
     if not run.num_steps:
-        _no_data(fig)
+        no_data(fig)
     _mark_events(fig, run)
     title = f"{info.name}, channel {channel}: "
     if info.has_running_stats:
@@ -938,11 +575,10 @@ def running_stats_figure(run: Run, layer: int, channel: int) -> go.Figure:
     else:
         title += "batch statistics only"
         note = f"{NORM_NAMES[info.norm]} keeps no running statistics (it normalizes per image)"
-    return _finish(
+    return finish(
         fig,
         title,
         y_title=["mean (value)", "variance (value²)"],
-        rows=2,
         note=note,
         plot_height=TWO_ROW_PLOT_HEIGHT,
     )
@@ -951,24 +587,22 @@ def running_stats_figure(run: Run, layer: int, channel: int) -> go.Figure:
 def affine_figure(run: Run, layer: int) -> go.Figure:
     """γ (scale) and β (shift) of every channel of block `layer` over the steps, two rows."""
     info = run.layers[layer]
-    fig = _Spec(rows=2)
+    fig = Spec(rows=2)
     gamma, beta = run.layer_stat(layer, "gamma"), run.layer_stat(layer, "beta")
     if gamma is None or beta is None:
-        _no_data(fig, f"{NORM_NAMES[info.norm]} has no γ and β to learn")
-        return _finish(
-            fig, f"{info.name}: no affine parameters", rows=2, plot_height=TWO_ROW_PLOT_HEIGHT
-        )
+        no_data(fig, f"{NORM_NAMES[info.norm]} has no γ and β to learn")
+        return finish(fig, f"{info.name}: no affine parameters", plot_height=TWO_ROW_PLOT_HEIGHT)
     # One trace per parameter, its channels' lines joined by gaps: a trace per channel made
     # the browser draw 2 x channels traces (128 in a block of 64) on every redraw.
     cap = int(np.clip(AFFINE_POINTS // (2 * info.channels), 60, MAX_POINTS))
-    idx = _stride(run.num_steps, cap)
+    idx = stride(run.num_steps, cap)
     gap = np.full(1, np.nan)
     x = np.concatenate([np.r_[run.steps[idx], gap] for _ in range(info.channels)])
     channel = np.repeat(np.arange(info.channels), len(idx) + 1)
     color = layer_color(layer)
     for row, (symbol, values) in enumerate((("γ", gamma), ("β", beta)), 1):
         y = np.concatenate([np.r_[values[idx, c], gap] for c in range(info.channels)])
-        trace = _trace(
+        lines = trace(
             "scatter",
             x=x,
             y=y.astype(np.float32),
@@ -976,19 +610,18 @@ def affine_figure(run: Run, layer: int) -> go.Figure:
             mode="lines",
             name=symbol,
             showlegend=False,
-            line=dict(color=_rgba(color, 0.7), width=1),
+            line=dict(color=rgba(color, 0.7), width=1),
             hovertemplate=f"<b>channel %{{customdata}}</b><br>step %{{x}}<br>{symbol}: "
             "%{y:.4g}<extra></extra>",
         )
-        fig.add(trace, row, 1)
+        fig.add(lines, row, 1)
     if not run.num_steps:
-        _no_data(fig)
+        no_data(fig)
     _mark_events(fig, run)
-    return _finish(
+    return finish(
         fig,
         f"{info.name}: γ (scale) and β (shift)",
         y_title=["γ (scale)", "β (shift)"],
-        rows=2,
         note=f"one line for each of its {info.channels} channels",
         plot_height=TWO_ROW_PLOT_HEIGHT,
     )
@@ -1003,10 +636,10 @@ def _gain(var: np.ndarray, eps: float) -> np.ndarray:
 def gain_figure(run: Run, layer: int, step_index: int = -1) -> go.Figure:
     """Each channel's gain 1/sqrt(var + eps) at one step, eps-dominated channels highlighted."""
     info = run.layers[layer]
-    fig = _Spec()
+    fig = Spec()
     if not run.num_steps:
-        _no_data(fig)
-        return _finish(fig, f"{info.name}: gain 1/√(var + ε)", x_title="channel", log_y=True)
+        no_data(fig)
+        return finish(fig, f"{info.name}: gain 1/√(var + ε)", x_title="channel", log_y=True)
     i = _step_index(run, step_index)
     step = int(run.steps[i])
     eps = float(_in_force(run, "eps", step))
@@ -1022,7 +655,7 @@ def gain_figure(run: Run, layer: int, step_index: int = -1) -> go.Figure:
         ("gain 1/√(batch var + ε)", ~dominated, layer_color(layer), ""),
         ("ε ≥ batch var: ε dominates", dominated, ALERT, "/"),
     ):
-        bar = _trace(
+        bar = trace(
             "bar",
             x=channels[mask],
             y=gain[mask],
@@ -1035,7 +668,7 @@ def gain_figure(run: Run, layer: int, step_index: int = -1) -> go.Figure:
     running = run.layer_stat(layer, "running_var")
     if running is not None:
         rvar = running[i].astype(np.float64)
-        points = _trace(
+        points = trace(
             "scatter",
             x=channels,
             y=_gain(rvar, eps),
@@ -1047,7 +680,7 @@ def gain_figure(run: Run, layer: int, step_index: int = -1) -> go.Figure:
         )
         fig.add(points)
     if eps > 0:
-        limit = _trace(
+        limit = trace(
             "scatter",
             x=[-0.5, info.channels - 0.5],
             y=[eps**-0.5] * 2,
@@ -1072,7 +705,7 @@ def gain_figure(run: Run, layer: int, step_index: int = -1) -> go.Figure:
             f". {NORM_NAMES[info.norm]} does not divide by per-channel batch statistics: "
             "shown is the gain BatchNorm would apply"
         )
-    return _finish(
+    return finish(
         fig,
         f"{info.name}, step {step}: gain 1/√(var + ε)",
         x_title="channel",
@@ -1087,7 +720,7 @@ def gain_figure(run: Run, layer: int, step_index: int = -1) -> go.Figure:
 
 def grad_norm_figure(run: Run, twin: Run | None = None) -> go.Figure:
     """Per-block L2 norm of the loss gradient w.r.t. the norm's input, log y; twin dashed."""
-    fig = _Spec()
+    fig = Spec()
     _per_layer(
         fig,
         run,
@@ -1096,9 +729,9 @@ def grad_norm_figure(run: Run, twin: Run | None = None) -> go.Figure:
         what="gradient norm",
     )
     if _empty(run, twin):
-        _no_data(fig)
+        no_data(fig)
     _mark_events(fig, run, twin)
-    return _finish(
+    return finish(
         fig,
         "Gradient norm per block",
         y_title="‖∂loss/∂input‖ (L2, log scale)",
@@ -1110,7 +743,7 @@ def grad_norm_figure(run: Run, twin: Run | None = None) -> go.Figure:
 
 def update_ratio_figure(run: Run, twin: Run | None = None) -> go.Figure:
     """Update:data ratio of the conv and head weights, against Karpathy's 1e-3 heuristic."""
-    fig = _Spec()
+    fig = Spec()
     for r, label, dash in _members(run, twin):
         if not r.num_steps:
             continue
@@ -1135,7 +768,7 @@ def update_ratio_figure(run: Run, twin: Run | None = None) -> go.Figure:
                 legendgroup=_group(label, twin),
             )
     last = max(run.num_steps, twin.num_steps if twin is not None else 0, 1)
-    reference = _trace(
+    reference = trace(
         "scatter",
         x=[1, last],
         y=[UPDATE_RATIO_REFERENCE] * 2,
@@ -1146,9 +779,9 @@ def update_ratio_figure(run: Run, twin: Run | None = None) -> go.Figure:
     )
     fig.add(reference)
     if _empty(run, twin):
-        _no_data(fig)
+        no_data(fig)
     _mark_events(fig, run, twin)
-    return _finish(
+    return finish(
         fig,
         "Update:data ratio of the weights",
         y_title="‖update‖ / ‖weights‖ (log scale)",
@@ -1163,7 +796,7 @@ def update_ratio_figure(run: Run, twin: Run | None = None) -> go.Figure:
 
 def eval_gap_figure(run: Run, twin: Run | None = None) -> go.Figure:
     """Test accuracy with batch stats minus with running stats, in percentage points."""
-    fig = _Spec()
+    fig = Spec()
     skipped, without = 0, []
     members = _members(run, twin)
     own = [m for m in members if m[2] != PARENT_DASH]  # the run before a branch: no notes
@@ -1192,7 +825,7 @@ def eval_gap_figure(run: Run, twin: Run | None = None) -> go.Figure:
             )
     fig.hline(0, dict(color=NEUTRAL, width=1.5))
     if not fig.data:
-        _no_data(fig, "no running statistics, so no gap" if len(without) == len(own) else None)
+        no_data(fig, "no running statistics, so no gap" if len(without) == len(own) else None)
     _mark_events(fig, run, twin)
     note = (
         "test accuracy with batch statistics minus with running statistics; positive: the batch "
@@ -1202,7 +835,7 @@ def eval_gap_figure(run: Run, twin: Run | None = None) -> go.Figure:
         note += f"; {skipped} point(s) skipped (a channel had one value per batch)"
     if without:
         note += f"; not drawn: {' and '.join(without)}, which keeps no running statistics"
-    return _finish(fig, "Train/eval gap", y_title="gap (percentage points)", note=note)
+    return finish(fig, "Train/eval gap", y_title="gap (percentage points)", note=note)
 
 
 def batch_noise_figure(noise) -> go.Figure:
@@ -1217,9 +850,9 @@ def batch_noise_figure(noise) -> go.Figure:
         f"images: {full:.4g})"
         for values, full, what, _ in panels
     ]
-    fig = _Spec(cols=2, spacing=0.08, titles=titles)
+    fig = Spec(cols=2, spacing=0.08, titles=titles)
     for col, (values, full, what, unit) in enumerate(panels, 1):
-        histogram = _trace(
+        histogram = trace(
             "histogram",
             x=values,
             nbinsx=20,
@@ -1235,7 +868,7 @@ def batch_noise_figure(noise) -> go.Figure:
         f"batch size {noise.batch_size}: {len(noise.batch_means)} batches of held-out images; "
         "red dashed line: the statistic over all test images at once"
     )
-    return _finish(fig, title, x_title=None, y_title="batches", note=note, panel_titles=True)
+    return finish(fig, title, x_title=None, y_title="batches", note=note, panel_titles=True)
 
 
 # ---------------------------------------------------------------- the momentum formula

@@ -117,6 +117,36 @@ def check_explain_without_runs(scenario) -> None:
     check_explanation(scenario.explain({}, None, None))
 
 
+def check_layout(fig) -> None:
+    """The layout the plotting kit (bnviz.plot.finish) gives every figure, the run figures' and
+    the scenarios': a short title and a subtitle in its fonts, the legend under the plot at the
+    bottom of the figure, its fonts on every axis, margins it set itself (plotly's automargin
+    off), room for a two-line subtitle, and PLOT_HEIGHT px or more for the plot."""
+    from bnviz import plot
+
+    layout = fig.layout
+    title = layout.title
+    assert len(title.text) <= 45 and title.font.size == plot.TITLE_SIZE, title.text
+    assert (title.x, title.xanchor, title.yref) == (0, "left", "container")
+    assert title.subtitle.font.size == plot.SUBTITLE_SIZE and not title.automargin
+    lines = (title.subtitle.text or "").split("<br>")
+    assert all(len(line) <= plot.SUBTITLE_CHARS for line in lines), title.subtitle.text
+    legend = layout.legend
+    assert (legend.orientation, legend.x, legend.xanchor, legend.y, legend.yanchor) == (
+        "h", 0, "left", 0, "bottom",
+    )  # fmt: skip
+    assert legend.yref == "container" and legend.font.size == plot.LEGEND_SIZE
+    margin = layout.margin
+    assert None not in (margin.l, margin.r, margin.t, margin.b), margin
+    assert margin.t >= plot.TITLE_PX + plot.SUBTITLE_LINES * plot.SUBTITLE_LINE_PX
+    assert layout.height - margin.t - margin.b >= plot.PLOT_HEIGHT
+    axes = [key for key in layout.to_plotly_json() if key.startswith(("xaxis", "yaxis"))]
+    assert axes or all(t.type == "table" for t in fig.data)  # a table has none
+    for axis in (layout[key] for key in axes):
+        assert axis.automargin is False and axis.tickfont.size == plot.TICK_SIZE
+        assert axis.title.font.size == plot.AXIS_TITLE_SIZE
+
+
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 

@@ -8,10 +8,10 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import pytest
 from conftest import SMALL
-from plotly.subplots import make_subplots
 
 from bnviz import Lockstep, Run, TrainConfig, Trainer
 from bnviz import figures as F
+from bnviz import plot as P
 from bnviz.measure import BatchNoise
 
 CONFIG = TrainConfig(**SMALL)
@@ -79,24 +79,6 @@ def test_figures_module_never_imports_streamlit():
     assert not [m for m in imported if m.split(".")[0] == "streamlit"]
 
 
-def _contrast(color: str, background: str) -> float:
-    def luminance(hex_color):
-        c = np.array([int(hex_color[k : k + 2], 16) / 255 for k in (1, 3, 5)])
-        c = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-        return float(c @ [0.2126, 0.7152, 0.0722])
-
-    low, high = sorted([luminance(color), luminance(background)])
-    return (high + 0.05) / (low + 0.05)
-
-
-def test_layer_colors_are_distinct_and_read_on_light_and_dark_backgrounds():
-    assert len(set(F.LAYER_COLORS)) == len(F.LAYER_COLORS) >= 6  # MAX_DEPTH blocks
-    for color in (*F.LAYER_COLORS, F.NEUTRAL, F.ALERT):
-        assert _contrast(color, "#FFFFFF") >= 3 and _contrast(color, "#0E1117") >= 3, color
-    assert F.layer_color(1) == F.LAYER_COLORS[1]
-    assert F.layer_color(len(F.LAYER_COLORS)) == F.LAYER_COLORS[0]
-
-
 def _legend_entries(fig: go.Figure) -> list[go.Scatter]:
     return [t for t in fig.data if t.name and t.showlegend is not False]
 
@@ -133,7 +115,7 @@ def test_layout_reads_on_a_projector_and_leaves_the_theme_alone(twins, name):
     # a short title that a half-width chart does not cut; the details in a wrapped subtitle
     assert len(layout.title.text) <= 45 and layout.title.font.size == 16
     assert layout.title.subtitle.text and layout.title.subtitle.font.size == 13
-    assert all(len(line) <= F.SUBTITLE_CHARS for line in layout.title.subtitle.text.split("<br>"))
+    assert all(len(line) <= P.SUBTITLE_CHARS for line in layout.title.subtitle.text.split("<br>"))
     axes = [*fig.select_xaxes(), *fig.select_yaxes()]
     assert all(a.tickfont.size == 12 and a.title.font.size == 13 for a in axes)
     assert all(a.title.text for a in fig.select_yaxes(col=1))
@@ -149,29 +131,17 @@ def test_layout_reads_on_a_projector_and_leaves_the_theme_alone(twins, name):
     assert layout.showlegend == (len(entries) >= 2)
     groups = Counter(t.legendgroup for t in entries if t.legendgroup)
     rows = max(groups.values(), default=1) if layout.showlegend else 0
-    assert layout.height - layout.margin.t - layout.margin.b >= F.PLOT_HEIGHT
-    assert layout.margin.b >= F.TICKS_PX + rows * F.LEGEND_ROW
+    assert layout.height - layout.margin.t - layout.margin.b >= P.PLOT_HEIGHT
+    assert layout.margin.b >= P.TICKS_PX + rows * P.LEGEND_ROW
     # margins are set here: plotly's automargin draws a chart twice whenever its tick labels
     # change width, which is every refresh while a run plays
     assert all(a.automargin is False for a in axes) and not layout.title.automargin
 
 
-@pytest.mark.parametrize(
-    "values, chars",  # plotly writes 1.0, 0.0015, −0.002, 12345 (or 12k), 1.0
-    [([0.0, 1.0], 3), ([0.0, 0.002], 6), ([-0.0031, 0.0042], 6), ([0, 12345.0], 5), ([1, 1], 3)],
-)
-def test_the_left_margin_makes_room_for_the_longest_tick_label(values, chars):
-    spec = F._Spec()
-    spec.add(dict(type="scatter", x=[0, 1], y=values))
-    assert F._tick_chars(spec) == chars
-    wide = F._finish(spec, "t", y_title="y").layout.margin.l
-    assert wide >= F.TICK_CHAR_PX * chars + F.Y_TITLE_PX
-
-
 def test_the_figure_grows_with_its_legend_and_charts_side_by_side_line_up(twins):
     main, twin = twins
     alone, both = F.update_ratio_figure(main), F.update_ratio_figure(main, twin)
-    assert both.layout.height - alone.layout.height >= 4 * F.LEGEND_ROW  # 4 more weights
+    assert both.layout.height - alone.layout.height >= 4 * P.LEGEND_ROW  # 4 more weights
     assert {e.legendgroup for e in _legend_entries(both)} >= {"BatchNorm (main)", "no norm (twin)"}
     assert both.layout.legend.groupclick == "toggleitem"  # a click hides one line, not a run
     # loss and accuracy are shown side by side: their plots start at the same height
@@ -189,7 +159,7 @@ def test_loss_figure_plots_the_recorded_loss_main_solid_twin_dashed(twins):
     np.testing.assert_array_equal(solid.x, main.steps)
     np.testing.assert_array_equal(solid.y, main.metric("train_loss"))
     np.testing.assert_array_equal(dashed.y, twin.metric("train_loss"))
-    assert (solid.line.dash, dashed.line.dash) == (F.MAIN_DASH, F.TWIN_DASH) == ("solid", "dash")
+    assert (solid.line.dash, dashed.line.dash) == (P.MAIN_DASH, P.TWIN_DASH) == ("solid", "dash")
     assert (solid.name, dashed.name) == ("BatchNorm (main)", "no norm (twin)")
     assert "BatchNorm (main)" in solid.hovertemplate and "step %{x}" in solid.hovertemplate
 
@@ -450,7 +420,7 @@ def test_eval_gap_leaves_out_a_twin_without_running_statistics(twins):
 def test_log_axes_label_decades_only_when_the_data_span_several(twins):
     def ticks(lo, hi):
         fig = go.Figure(go.Scatter(y=np.r_[np.geomspace(lo, hi, 50), 0.0, np.inf]))
-        return F._log_ticks(fig)
+        return P.log_ticks(fig)
 
     assert ticks(1e-4, 5e-2) == dict(type="log", dtick=1, exponentformat="power")  # 10⁻⁴, 10⁻³…
     assert ticks(9e-4, 4e-2)["dtick"] == 1  # 10⁻³ and 10⁻² are both in range
@@ -559,7 +529,7 @@ def test_mid_run_changes_are_marked_with_one_label_per_step(twins):
 def test_a_diverged_run_is_marked_in_red(diverged):
     for fig in (F.loss_figure(diverged), F.update_ratio_figure(diverged)):
         (mark,) = [s for s in fig.layout.shapes if s.x0 == diverged.diverged_step]
-        assert mark.line.color == F.ALERT
+        assert mark.line.color == P.ALERT
         assert "diverged" in _annotations(fig)
 
 
@@ -575,47 +545,19 @@ def test_long_runs_are_strided_to_a_small_payload_keeping_the_last_point(run):
         table.append(last)
     fig = F.loss_figure(long)
     (trace,) = fig.data
-    assert len(trace.x) <= F.MAX_POINTS and (trace.x[-1], trace.y[-1]) == (
+    assert len(trace.x) <= P.MAX_POINTS and (trace.x[-1], trace.y[-1]) == (
         5000,
         np.float32(1 / 5000),
     )
     assert np.all(np.diff(trace.x) > 0) and trace.x[0] == 1
     for figure in (F.grad_norm_figure(long), F.accuracy_figure(long)):
-        assert max(len(t.x) for t in figure.data) <= F.MAX_POINTS
+        assert max(len(t.x) for t in figure.data) <= P.MAX_POINTS
         assert all(t.x[-1] == 5000 for t in figure.data if len(t.x) > 100)
     affine = F.affine_figure(long, 1)  # every channel in one trace per parameter
     assert all(len(t.x) <= F.AFFINE_POINTS // 2 + long.layers[1].channels for t in affine.data)
     assert all(t.x[-2] == 5000 for t in affine.data)  # each channel's line ends at the last step
     assert len(pio.to_json(affine)) < 200_000
     assert len(pio.to_json(fig)) < 30_000
-
-
-@pytest.mark.parametrize("rows, cols, spacing", [(1, 1, 0.08), (2, 1, 0.08), (1, 3, 0.06)])
-def test_subplot_grids_are_laid_out_as_make_subplots_lays_them_out(rows, cols, spacing):
-    """Figures are built as dicts, without make_subplots: the same axis names, domains, shared
-    x axis and panel titles, and a grid that plotly's row= and col= selectors understand."""
-    titles = [f"panel {k}" for k in range(rows * cols)]
-    ours = F._Spec(rows, cols, spacing, titles=titles if rows == 1 else None).figure()
-    plotly = make_subplots(
-        rows=rows,
-        cols=cols,
-        shared_xaxes=True,
-        vertical_spacing=spacing if rows > 1 else None,
-        horizontal_spacing=spacing if cols > 1 else None,
-        subplot_titles=titles if rows == 1 else None,
-    )
-    plotly.update_annotations(font=dict(size=F.PANEL_TITLE_SIZE))
-    assert ours.to_dict() == plotly.to_dict()
-    assert ours._grid_ref == plotly._grid_ref
-    assert len(list(ours.select_yaxes(row=rows, col=1))) == 1
-
-
-@pytest.mark.parametrize("n", [0, 1, 599, 600, 601, 5000, 12345])
-def test_stride_caps_and_keeps_both_ends(n):
-    idx = F._stride(n)
-    assert len(idx) <= F.MAX_POINTS and len(set(idx)) == len(idx)
-    if n:
-        assert idx[0] == 0 and idx[-1] == n - 1
 
 
 FIGURES = {
@@ -687,6 +629,6 @@ def test_every_per_step_figure_draws_the_run_before_a_branch_and_where_it_starts
             continue  # a single-run figure: the marks only
         before = [t for t in fig.data if t.name == F.PARENT_NAME]
         assert before and sum(bool(t.showlegend) for t in before) == 1, name
-        assert all(t.line.dash == F.PARENT_DASH and max(t.x) <= 4 for t in before), name
+        assert all(t.line.dash == P.PARENT_DASH and max(t.x) <= 4 for t in before), name
     before = [t for t in figures["loss"].data if t.name == F.PARENT_NAME][0]
     np.testing.assert_array_equal(before.y, forked.metric("train_loss"))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import check_preset
+from conftest import check_layout, check_preset
 
 from bnviz import TrainConfig, Trainer
 from bnviz.scenarios.bn_only import (
@@ -147,7 +147,11 @@ def test_empty_and_partial_results(results):
     assert "random-subset baseline is being measured" in text
     figures = SCENARIO.figures(partial)
     assert len(figures[0].data) == 1 and len(figures[1].data) == 1
-    assert list(figures[0].data[0].y) == results["only γ and β, seed 0"]["test_acc"]
+    assert list(figures[0].data[0].y) == [
+        100 * a for a in results["only γ and β, seed 0"]["test_acc"]
+    ]
     full = SCENARIO.figures(results)
+    for fig in (*figures, *full):
+        check_layout(fig)
     assert len(full[0].data) == 3 and len(full[1].data) == 2
     assert len(full[1].data[0].x) == sum(WIDTHS)  # one |gamma| per channel

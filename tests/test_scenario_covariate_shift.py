@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import check_preset
+from conftest import check_layout, check_preset
 from torch import nn
 
 from bnviz import TrainConfig, Trainer
@@ -176,5 +176,7 @@ def test_empty_and_partial_results(results):
     names = {t.name for fig in figures for t in fig.data}
     assert not any("no norm" in n for n in names)
     full = SCENARIO.figures(results)
+    for fig in (*figures, *full):
+        check_layout(fig)
     assert len(full[0].data) == 6  # blocks 2 and the head (block 1 is 0) x with and without BN
     assert math.isclose(full[2].data[0].y[0], results["BatchNorm, seed 0"]["loss_range"][0])

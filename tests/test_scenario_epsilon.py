@@ -5,7 +5,7 @@ checked here against an independent recomputation and against what the layer doe
 import numpy as np
 import pytest
 import torch
-from conftest import check_explain_without_runs, check_preset
+from conftest import check_explain_without_runs, check_layout, check_preset
 
 from bnviz import TrainConfig
 from bnviz.datasets import load
@@ -97,6 +97,7 @@ def test_figures_on_empty_and_partial_results(init, trained):
         assert len(figs) == 3
         for fig in figs:
             fig.to_json()
+            check_layout(fig)
     empty = SCENARIO.figures({})
     assert all(common.MEASURING in str(f.layout.annotations) for f in empty)
     full = SCENARIO.figures({GAIN_LABEL: init, **trained})

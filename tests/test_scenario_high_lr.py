@@ -3,7 +3,7 @@ import math
 
 import plotly.graph_objects as go
 import pytest
-from conftest import check_preset
+from conftest import check_layout, check_preset
 
 from bnviz import Lockstep, TrainConfig
 from bnviz.scenarios.common import num, pct
@@ -80,6 +80,7 @@ def test_figures_on_empty_partial_and_full_results(results):
         assert len(figs) == 3 and all(isinstance(f, go.Figure) for f in figs)
         for f in figs:
             f.to_json()
+            check_layout(f)
             assert f.layout.title.text
     assert all(
         any("measuring" in a.text for a in f.layout.annotations) for f in SCENARIO.figures({})

@@ -4,7 +4,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
-from conftest import check_preset
+from conftest import check_layout, check_preset
 
 from bnviz import TrainConfig, Trainer
 from bnviz.measure import precise_statistics
@@ -68,6 +68,7 @@ def test_figures_on_empty_partial_and_full_results(results):
         assert len(figs) == 2 and all(isinstance(f, go.Figure) for f in figs)
         for f in figs:
             f.to_json()
+            check_layout(f)
     empty = SCENARIO.figures({})
     assert any("measuring" in a.text for a in empty[1].layout.annotations)
     full = SCENARIO.figures(results)

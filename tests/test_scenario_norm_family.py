@@ -2,19 +2,20 @@
 table's measured numbers are the runs' own numbers."""
 
 import pytest
-from conftest import check_explain_without_runs, check_preset
+from conftest import check_explain_without_runs, check_layout, check_preset
 
 from bnviz import Lockstep, TrainConfig
+from bnviz.config import NORM_NAMES
 from bnviz.scenarios import common
 from bnviz.scenarios import norm_family as nf
-from bnviz.scenarios.norm_family import NAMES, NORMS, SCENARIO
+from bnviz.scenarios.norm_family import NORMS, SCENARIO
 
 SMALL = dict(steps=30, widths=(8, 16))
 
 
 @pytest.fixture(scope="module")
 def results():
-    return {f"{NAMES[n]}, seed 0": nf.train_norm(n, seed=0, **SMALL) for n in NORMS}
+    return {f"{NORM_NAMES[n]}, seed 0": nf.train_norm(n, seed=0, **SMALL) for n in NORMS}
 
 
 def test_id_preset_and_jobs():
@@ -38,14 +39,14 @@ def test_a_job_equals_the_same_config_in_lockstep(results):
     lock = Lockstep(configs)
     lock.step(30)
     for config, run in zip(configs, lock.runs):
-        job = results[f"{NAMES[config.norm]}, seed 0"]
+        job = results[f"{NORM_NAMES[config.norm]}, seed 0"]
         assert job["acc_running"] == pytest.approx(common.float_list(run.acc_running_stats))
         assert job["loss"] == pytest.approx(common.loss_curve(run)[1])
 
 
 def test_table_numbers_are_the_runs_numbers(results):
     rows = nf.table_rows(results)
-    assert [r["norm"] for r in rows] == [NAMES[n] for n in NORMS]
+    assert [r["norm"] for r in rows] == [NORM_NAMES[n] for n in NORMS]
     by_norm = {r["norm"]: r for r in results.values()}
     for norm, row in zip(NORMS, rows):
         run = by_norm[norm]
@@ -71,6 +72,7 @@ def test_figures_on_empty_and_partial_results(results):
         assert len(figs) == 3
         for fig in figs:
             fig.to_json()
+            check_layout(fig)
     empty = SCENARIO.figures({})
     assert common.MEASURING in str(empty[0].layout.annotations)
     assert common.MEASURING in list(empty[2].data[0].cells.values[2])

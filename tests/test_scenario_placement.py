@@ -4,7 +4,7 @@ weights; whatever is measured is what the text reports."""
 import numpy as np
 import pytest
 import torch
-from conftest import check_explain_without_runs, check_preset
+from conftest import check_explain_without_runs, check_layout, check_preset
 
 from bnviz import TrainConfig, Trainer
 from bnviz.scenarios import common, placement
@@ -93,6 +93,7 @@ def test_figures_on_empty_and_partial_results(results):
         assert len(figs) == 3
         for fig in figs:
             fig.to_json()
+            check_layout(fig)
     assert all(common.MEASURING in str(f.layout.annotations) for f in SCENARIO.figures({}))
     final = SCENARIO.figures(results)[0]
     plotted = sorted(y for trace in final.data for y in trace.y)

@@ -2,7 +2,7 @@ import json
 
 import plotly.graph_objects as go
 import pytest
-from conftest import check_preset
+from conftest import check_layout, check_preset
 
 from bnviz import Lockstep, TrainConfig
 from bnviz.scenarios.tiny_batches import (
@@ -55,6 +55,7 @@ def test_figures_on_empty_partial_and_full_results(results):
         assert len(figs) == 2 and all(isinstance(f, go.Figure) for f in figs)
         for f in figs:
             f.to_json()
+            check_layout(f)
     assert any("measuring" in a.text for a in SCENARIO.figures({})[0].layout.annotations)
     published = SCENARIO.figures({})[1]
     assert published.layout.title.text == TITLE_PUBLISHED

@@ -5,7 +5,7 @@ from eval mode; one value per channel raises PyTorch's ValueError, caught and qu
 import numpy as np
 import pytest
 import torch
-from conftest import check_explain_without_runs, check_preset
+from conftest import check_explain_without_runs, check_layout, check_preset
 
 from bnviz.scenarios import common
 from bnviz.scenarios import train_vs_eval as tve
@@ -95,6 +95,7 @@ def test_figures_on_empty_and_partial_results(results):
         assert len(figs) == 4
         for fig in figs:
             fig.to_json()
+            check_layout(fig)
     assert all(common.MEASURING in str(f.layout.annotations) for f in SCENARIO.figures({}))
     gap = SCENARIO.figures(results)[3]
     assert gap.layout.xaxis.type == "log"

@@ -15,13 +15,11 @@ from torch import nn
 
 from .. import optim
 from ..config import TrainConfig
+from ..plot import NEUTRAL, NORM_COLORS
 from ..record import Run
 from ..trainer import Trainer
 from .base import Results, Scenario, job
 from .common import (
-    BN_COLOR,
-    NEUTRAL,
-    NONE_COLOR,
     clean,
     finish,
     finite_mean,
@@ -36,7 +34,7 @@ LABELS = {
     "random": "as many random weights",
     "full": "all parameters",
 }
-COLORS = {"bn_only": BN_COLOR, "random": NONE_COLOR, "full": NEUTRAL}
+COLORS = {"bn_only": NORM_COLORS["batch"], "random": NORM_COLORS["none"], "full": NEUTRAL}
 DASHES = {"bn_only": "solid", "random": "dash", "full": "dot"}
 SEEDS = (0, 1)
 WIDTHS = (8, 16, 32, 64, 128)  # depth 5, width 8 in the sidebar's terms: 248 channels
@@ -231,27 +229,25 @@ def accuracy_figure(results: Results) -> go.Figure:
         fig.add_trace(
             go.Scatter(
                 x=longest["eval_steps"][: len(mean)],
-                y=mean,
+                y=100 * mean,
                 mode="lines+markers",
                 name=_legend(variant, runs),
                 line=dict(color=COLORS[variant], dash=DASHES[variant], width=2),
                 marker=dict(size=6),
             )
         )
-    finish(
-        fig, "Test accuracy, frozen random weights", "training step", "test accuracy (eval mode)"
-    )
-    fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(range=[0, 100])
     if chance is not None:
         fig.add_hline(
-            y=chance,
+            y=100 * chance,
             line=dict(color=NEUTRAL, dash="dot", width=1),
             annotation_text=f"chance {chance:.0%}",
             annotation_position="bottom right",
         )
     if not fig.data:
         note(fig)
-    return fig
+    title = "Test accuracy, frozen random weights"
+    return finish(fig, title, y_title="test accuracy, eval mode (%)")
 
 
 def gamma_figure(results: Results) -> go.Figure:
@@ -271,7 +267,6 @@ def gamma_figure(results: Results) -> go.Figure:
                 opacity=0.65,
             )
         )
-    finish(fig, "|γ| after training (all blocks)", "|γ| (1 at init)", "channels")
     fig.update_layout(barmode="overlay")
     if fig.data:
         fig.add_vline(
@@ -282,7 +277,13 @@ def gamma_figure(results: Results) -> go.Figure:
         )
     else:
         note(fig)
-    return fig
+    return finish(
+        fig,
+        "|γ| after training",
+        "|γ| (1 at init)",
+        "channels",
+        note="every channel of every block, all seeds",
+    )
 
 
 def figures(results: Results) -> list[go.Figure]:

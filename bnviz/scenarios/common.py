@@ -1,6 +1,6 @@
-"""Small helpers shared by the classroom scenarios: the figure house style, 'measuring…' notes,
-number formatting, JSON-safe floats, and bare training and measuring without recording.
-Plain Python, numpy, torch and plotly."""
+"""Small helpers shared by the classroom scenarios: their figures laid out by the plotting kit
+(bnviz/plot.py) like the run figures, 'measuring…' notes, number formatting, JSON-safe floats,
+and bare training and measuring without recording. Plain Python, numpy, torch and plotly."""
 
 from __future__ import annotations
 
@@ -9,16 +9,12 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
+from .. import plot
+from ..plot import NEUTRAL, PANEL_TITLE_SIZE, PLOT_HEIGHT, STEP_AXIS
 from ..record import Run
 
-BN_COLOR = "#0072B2"  # BatchNorm, drawn solid
-NONE_COLOR = "#D55E00"  # no normalization (or the baseline), drawn dashed
-GN_COLOR = "#009E73"  # GroupNorm
-NEUTRAL = "#8C8C8C"  # references: chance, full training, notes
-HEIGHT = 360
-MARGIN = dict(l=10, r=10, t=60, b=10)
-LEGEND = dict(orientation="h", y=-0.25, x=0, xanchor="left", yanchor="top")
 MEASURING = "measuring…"
 CURVE_POINTS = 50  # training-loss curves are averaged down to at most this many points
 
@@ -26,38 +22,43 @@ CURVE_POINTS = 50  # training-loss curves are averaged down to at most this many
 # --- figures -------------------------------------------------------------------------------
 
 
+def subplots(titles: Sequence[str] = (), **grid) -> go.Figure:
+    """make_subplots (`grid`: rows, cols, spacing, ...) with its panel titles in the run
+    figures' size; finish(..., panel_titles=True) makes room for them."""
+    fig = make_subplots(subplot_titles=list(titles) or None, **grid)
+    fig.update_annotations(font=dict(size=PANEL_TITLE_SIZE))
+    return fig
+
+
 def finish(
     fig: go.Figure,
     title: str,
-    x_title: str | None,
-    y_title: str | None,
+    x_title: str | None = STEP_AXIS,
+    y_title: str | None = None,
+    *,
+    note: str | None = None,
     log_x: bool = False,
     log_y: bool = False,
-    height: int = HEIGHT,
-    *,
-    exponentformat: str | None = None,
+    plot_height: int = PLOT_HEIGHT,
+    panel_titles: bool = False,
 ) -> go.Figure:
-    """The house style: short title, axis titles with units, legend under the plot. Log axes
-    label their ticks with `exponentformat` if given ('power': 10⁻³), else plotly's default."""
-    fig.update_layout(
-        title=dict(text=title, x=0, xanchor="left"),
-        height=height,
-        margin=MARGIN,
-        legend=LEGEND,
-        hovermode="closest",
+    """A scenario figure, built with plotly's own API, laid out as the run figures are
+    (bnviz.plot.finish): short title, details in the subtitle (`note`), axis titles, legend
+    under the plot, fonts, margins and the plot's height. Returns a new figure, so it comes last:
+    what it measures (tick labels, legend entries) must be in place. A scenario's legend group
+    is one entry for several traces (seeds, panels, channels), so a click hides them all."""
+    return plot.finish(
+        plot.Spec.of(fig),
+        title,
+        x_title=x_title or None,
+        y_title=y_title or None,
+        note=note,
+        log_x=log_x,
+        log_y=log_y,
+        plot_height=plot_height,
+        panel_titles=panel_titles,
+        groupclick="togglegroup",
     )
-    fig.update_xaxes(title_text=x_title)
-    fig.update_yaxes(title_text=y_title)
-    log = (
-        dict(type="log")
-        if exponentformat is None
-        else dict(type="log", exponentformat=exponentformat)
-    )
-    if log_x:
-        fig.update_xaxes(**log)
-    if log_y:
-        fig.update_yaxes(**log)
-    return fig
 
 
 def note(fig: go.Figure, text: str = MEASURING, y: float = 0.5, size: int = 15) -> go.Figure:
@@ -76,7 +77,7 @@ def note(fig: go.Figure, text: str = MEASURING, y: float = 0.5, size: int = 15) 
 
 def placeholder(title: str, x_title: str, y_title: str, **kwargs) -> go.Figure:
     """An empty figure that says its numbers are being measured."""
-    return note(finish(go.Figure(), title, x_title, y_title, **kwargs), MEASURING)
+    return finish(note(go.Figure()), title, x_title, y_title, **kwargs)
 
 
 # --- numbers and text ----------------------------------------------------------------------
@@ -147,14 +148,6 @@ def mean_rows(rows: list[list[float]]) -> np.ndarray:
         counts = np.isfinite(padded).sum(0)
         sums = np.where(np.isfinite(padded), padded, 0.0).sum(0)
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-
-
-def stride(n: int, cap: int = 300) -> np.ndarray:
-    """At most `cap` evenly spaced indices out of n, the last one included."""
-    if n <= cap:
-        return np.arange(n)
-    idx = np.arange(0, n, math.ceil(n / (cap - 1)))
-    return idx if idx[-1] == n - 1 else np.append(idx, n - 1)
 
 
 # --- runs ----------------------------------------------------------------------------------

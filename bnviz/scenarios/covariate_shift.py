@@ -16,16 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import TrainConfig
-from ..figures import MAIN_DASH, TWIN_DASH, layer_color
+from ..config import NORM_NAMES, TrainConfig
 from ..model import build_model
+from ..plot import MAIN_DASH, NEUTRAL, NORM_COLORS, TWIN_DASH, layer_color
 from ..record import Run
 from ..trainer import Trainer
 from .base import Results, Scenario, job
 from .common import (
-    BN_COLOR,
-    NEUTRAL,
-    NONE_COLOR,
     clean,
     finish,
     finite_mean,
@@ -36,8 +33,6 @@ from .common import (
 )
 
 NORMS = ("batch", "none")
-NAMES = {"batch": "BatchNorm", "none": "no norm"}
-COLORS = {"batch": BN_COLOR, "none": NONE_COLOR}
 DASHES = {"batch": MAIN_DASH, "none": TWIN_DASH}
 SEEDS = (0, 1)
 WIDTHS = (8, 16, 32)  # depth 3, width 8 in the sidebar's terms
@@ -48,7 +43,6 @@ EVERY = 25  # measure at steps 0, 25, ..., 175
 # Absolute step sizes eta along -g (all parameters move); Santurkar et al. capped their
 # Figure 4 at 0.4 times the gradient.
 STEP_SIZES = (0.05, 0.1, 0.2, 0.4)
-STEP_AXIS = "training step"
 
 LossFn = Callable[[nn.Module], torch.Tensor]
 
@@ -232,7 +226,7 @@ def shift_and_smoothness(
 
 def jobs():
     return [
-        job(f"{NAMES[norm]}, seed {seed}", shift_and_smoothness, norm=norm, seed=seed)
+        job(f"{NORM_NAMES[norm]}, seed {seed}", shift_and_smoothness, norm=norm, seed=seed)
         for seed in SEEDS
         for norm in NORMS
     ]
@@ -314,20 +308,20 @@ def _per_layer_figure(results: Results, key: str, title: str, y_title: str, log_
                     x=longest["steps"][: len(mean)],
                     y=mean,
                     mode="lines+markers",
-                    name=f"{name}, {NAMES[norm]}",
+                    name=f"{name}, {NORM_NAMES[norm]}",
+                    legendgroup=norm,  # a column of the legend per network
                     line=dict(
                         color=NEUTRAL if head else layer_color(i), dash=DASHES[norm], width=2
                     ),
                     marker=dict(size=5),
                 )
             )
-    finish(fig, title, STEP_AXIS, y_title, log_y=log_y)
     if not fig.data:
         note(fig)
-    return fig
+    return finish(fig, title, y_title=y_title, log_y=log_y)
 
 
-def _range_figure(results: Results, key: str, title: str, y_title: str) -> go.Figure:
+def _range_figure(results: Results, key: str, title: str, y_title: str, details: str):
     fig = go.Figure()
     for norm in NORMS:
         runs = runs_of(results, norm)
@@ -341,19 +335,18 @@ def _range_figure(results: Results, key: str, title: str, y_title: str) -> go.Fi
                 x=longest["steps"][: len(mean)],
                 y=mean,
                 mode="lines+markers",
-                name=f"{NAMES[norm]} (mean of {seeds} seed{'s' * (seeds > 1)})",
-                line=dict(color=COLORS[norm], dash=DASHES[norm], width=2),
+                name=f"{NORM_NAMES[norm]} (mean of {seeds} seed{'s' * (seeds > 1)})",
+                line=dict(color=NORM_COLORS[norm], dash=DASHES[norm], width=2),
                 marker=dict(size=6),
             )
         )
-    finish(fig, title, STEP_AXIS, y_title, log_y=True)
     if not fig.data:
         note(fig)
-    return fig
+    return finish(fig, title, y_title=y_title, note=details, log_y=True)
 
 
 def figures(results: Results) -> list[go.Figure]:
-    eta = f"η {STEP_SIZES[0]:g}–{STEP_SIZES[-1]:g}"
+    eta = f"step sizes η {STEP_SIZES[0]:g} to {STEP_SIZES[-1]:g}"
     return [
         _per_layer_figure(
             results,
@@ -366,13 +359,18 @@ def figures(results: Results) -> list[go.Figure]:
             results, "ics_cos", "ICS: cos(G, G′)", "cosine (1 = same direction)", log_y=False
         ),
         _range_figure(
-            results, "loss_range", f"Loss variation along −g ({eta})", "max − min loss (nats)"
+            results,
+            "loss_range",
+            "Loss variation along −g",
+            "max − min loss (nats)",
+            f"max − min over η of the loss L(w − η·g), {eta}",
         ),
         _range_figure(
             results,
             "grad_change_range",
-            f"Gradient predictiveness along −g ({eta})",
+            "Gradient predictiveness along −g",
             "max − min ‖Δ∇L‖₂ over η",
+            f"max − min over η of ‖∇L(w − η·g) − ∇L(w)‖₂, {eta}",
         ),
     ]
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 
 import numpy as np
 import plotly.graph_objects as go
@@ -15,8 +14,8 @@ import torch
 
 from .. import datasets
 from ..config import TrainConfig
-from ..figures import layer_color
 from ..measure import norm_inputs
+from ..plot import NEUTRAL, NORM_COLORS, layer_color
 from ..trainer import Trainer
 from . import common
 from .base import Scenario, job
@@ -199,9 +198,7 @@ def _gain_figure(results: dict) -> go.Figure:
             customdata=np.arange(len(var)),
             hovertemplate="channel %{customdata}<br>var %{x:.3g}<br>gain %{y:.4g}<extra></extra>",
         )
-        fig.add_vrect(
-            x0=var.min(), x1=var.max(), fillcolor=common.NEUTRAL, opacity=0.15, line_width=0
-        )
+        fig.add_vrect(x0=var.min(), x1=var.max(), fillcolor=NEUTRAL, opacity=0.15, line_width=0)
     if trained:
         fig.add_scatter(
             x=[r["eps"] for r in trained],
@@ -218,28 +215,28 @@ def _gain_figure(results: dict) -> go.Figure:
             y=eps**-0.5,
             mode="lines",
             name="1/√ε (the ceiling)",
-            line=dict(color=common.NEUTRAL, dash="dot"),
+            line=dict(color=NEUTRAL, dash="dot"),
             hovertemplate="1/√ε = %{y:.4g}<extra></extra>",
         )
     else:
         common.note(fig, size=14)
     return common.finish(
         fig,
-        "First BN: gain 1/√(var + ε) per channel, inputs × 1e-3",
+        "First BN: gain 1/√(var + ε) per channel",
         "ε (log scale)",
         "gain (log scale)",
+        note="inputs × 1e-3; shaded: the range of the channels' variances at init",
         log_x=True,
         log_y=True,
-        exponentformat="power",
     )
 
 
 def _accuracy_figure(results: dict) -> go.Figure:
     fig = go.Figure()
     for scale, key, name, color, dash in (
-        (INPUT_SCALE, "acc", "inputs × 1e-3, eval mode", common.BN_COLOR, "solid"),
-        (INPUT_SCALE, "acc_batch", "inputs × 1e-3, batch statistics", common.BN_COLOR, "dot"),
-        (1.0, "acc", "unscaled inputs, eval mode", common.NONE_COLOR, "dash"),
+        (INPUT_SCALE, "acc", "inputs × 1e-3, eval mode", NORM_COLORS["batch"], "solid"),
+        (INPUT_SCALE, "acc_batch", "inputs × 1e-3, batch statistics", NORM_COLORS["batch"], "dot"),
+        (1.0, "acc", "unscaled inputs, eval mode", NORM_COLORS["none"], "dash"),
     ):
         rows = _runs(results, scale)
         if rows:
@@ -252,32 +249,23 @@ def _accuracy_figure(results: dict) -> go.Figure:
                 hovertemplate="ε %{x:.0e}<br>test accuracy %{y:.1f}%<extra>" + name + "</extra>",
             )
     init = results.get(GAIN_LABEL)
+    details = "dotted: chance (10%)"
     if init:
         var = np.asarray(init["var"])
-        fig.add_vrect(
-            x0=var.min(), x1=var.max(), fillcolor=common.NEUTRAL, opacity=0.15, line_width=0
-        )
-        fig.add_annotation(
-            x=math.log10(float(np.sqrt(var.min() * var.max()))),
-            y=1,
-            yref="paper",
-            yanchor="bottom",
-            text="block1 variances",
-            showarrow=False,
-            font=dict(size=11, color=common.NEUTRAL),
-        )
+        fig.add_vrect(x0=var.min(), x1=var.max(), fillcolor=NEUTRAL, opacity=0.15, line_width=0)
+        details += "; shaded: the range of block1's variances (inputs × 1e-3, at init)"
     if not fig.data:
         common.note(fig, size=14)
     steps = next((r["steps"] for r in results.values() if "steps" in r), STEPS)
-    fig.add_hline(y=10, line=dict(color=common.NEUTRAL, width=1, dash="dot"))
+    fig.add_hline(y=10, line=dict(color=NEUTRAL, width=1, dash="dot"))
     fig.update_yaxes(range=[0, 100])
     return common.finish(
         fig,
-        f"Test accuracy after {steps} steps against ε (chance 10%)",
+        f"Test accuracy after {steps} steps against ε",
         "ε, in every BN layer (log scale)",
         "test accuracy (%)",
+        note=details,
         log_x=True,
-        exponentformat="power",
     )
 
 
@@ -302,11 +290,11 @@ def _dominance_figure(results: dict) -> go.Figure:
     fig.update_yaxes(range=[-5, 105])
     return common.finish(
         fig,
-        "Channels with ε ≥ their variance, block by block (init, inputs × 1e-3)",
+        "Channels with ε ≥ their variance",
         "ε, in every BN layer (log scale)",
         "channels with ε ≥ var (%)",
+        note="block by block, at init, inputs × 1e-3",
         log_x=True,
-        exponentformat="power",
     )
 
 

@@ -11,16 +11,14 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
-from plotly.subplots import make_subplots
 
-from ..config import TrainConfig
+from ..config import NORM_NAMES, TrainConfig
+from ..plot import NEUTRAL, NORM_COLORS
 from ..record import Run
+from ..series import stride
 from ..trainer import Trainer
 from .base import Scenario, job
 from .common import (
-    BN_COLOR,
-    NEUTRAL,
-    NONE_COLOR,
     clean,
     clean_list,
     finish,
@@ -30,12 +28,10 @@ from .common import (
     num,
     pct,
     placeholder,
-    stride,
+    subplots,
 )
 
 NORMS = ("batch", "none")
-NAMES = {"batch": "BatchNorm", "none": "no norm"}
-COLORS = {"batch": BN_COLOR, "none": NONE_COLOR}
 DASHES = {"batch": "solid", "none": "dash"}
 SWEEP_LRS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 SWEEP = dict(widths=(8, 16, 32), batch_size=64, steps=150, seed=0)
@@ -49,21 +45,21 @@ DEEP_LR = 10.0
 DEEP_STEPS = 12
 DEEP_SHOWN = (1, 4, 8, 12)  # steps drawn in the activation-scale figure (and a diverged one)
 TITLE_SWEEP = "Final test accuracy against learning rate"
-TITLE_PROBE = "Loss after one gradient step, against its size"
+TITLE_PROBE = "Loss after one gradient step, by its size"
 TITLE_DEEP = "Activation scale per block, first steps"
 
 
 def _label_sweep(norm: str, lr: float) -> str:
-    return f"{NAMES[norm]}, lr {lr_text(lr)}"
+    return f"{NORM_NAMES[norm]}, lr {lr_text(lr)}"
 
 
 def _label_probe(norm: str, after: int) -> str:
     when = "at init" if after == 0 else f"after {after} steps"
-    return f"{NAMES[norm]}: one-step loss ratio {when}"
+    return f"{NORM_NAMES[norm]}: one-step loss ratio {when}"
 
 
 def _label_deep(norm: str) -> str:
-    return f"{NAMES[norm]}: depth 6, lr {lr_text(DEEP_LR)}"
+    return f"{NORM_NAMES[norm]}: depth 6, lr {lr_text(DEEP_LR)}"
 
 
 # ---------------------------------------------------------------- jobs
@@ -293,12 +289,12 @@ def _sweep_figure(results: dict) -> go.Figure:
             go.Scatter(
                 x=lrs,
                 y=acc,
-                name=NAMES[norm],
+                name=NORM_NAMES[norm],
                 mode="lines+markers",
-                line=dict(color=COLORS[norm], dash=DASHES[norm]),
+                line=dict(color=NORM_COLORS[norm], dash=DASHES[norm]),
                 marker=dict(symbol=symbols, size=[12 if s == "x" else 8 for s in symbols]),
                 text=text,
-                hovertemplate="lr %{x:g}: %{text}<extra>" + NAMES[norm] + "</extra>",
+                hovertemplate="lr %{x:g}: %{text}<extra>" + NORM_NAMES[norm] + "</extra>",
             )
         )
     fig.add_hline(
@@ -308,19 +304,20 @@ def _sweep_figure(results: dict) -> go.Figure:
         annotation_position="bottom left",
     )
     fig.update_yaxes(range=[0, 100])
+    steps, widths = SWEEP["steps"], "-".join(map(str, SWEEP["widths"]))
+    details = f"SGD momentum 0.9, {steps} steps, widths {widths}"
     if not fig.data:
         note(fig)
     elif any(r["status"] == "diverged" for n in NORMS for r in sweep_points(results, n)):
-        note(fig, "× = diverged (accuracy of the model when it stopped)", y=0.97)
-    steps, widths = SWEEP["steps"], "-".join(map(str, SWEEP["widths"]))
-    finish(
+        details += "; × = diverged (accuracy of the model when it stopped)"
+    return finish(
         fig,
-        f"{TITLE_SWEEP} (SGD momentum 0.9, {steps} steps, widths {widths})",
+        TITLE_SWEEP,
         "learning rate (log scale)",
         "test accuracy, eval mode (%)",
+        note=details,
         log_x=True,
     )
-    return fig
 
 
 def _probe_figure(results: dict) -> go.Figure:
@@ -334,7 +331,7 @@ def _probe_figure(results: dict) -> go.Figure:
             lrs = np.asarray(r["lrs"], dtype=float)
             ok = np.isfinite(ratio) & (ratio > 0)
             when = "at init" if after == 0 else f"after {after} steps"
-            name = f"{NAMES[norm]}, {when}"
+            name = f"{NORM_NAMES[norm]}, {when}"
             if not ok.all():
                 name += f" (overflow from lr {lrs[~ok][0]:g})"
             fig.add_trace(
@@ -346,7 +343,7 @@ def _probe_figure(results: dict) -> go.Figure:
                     opacity=0.55 if after == 0 else 1.0,
                     marker=dict(symbol="circle-open" if after == 0 else "circle", size=6),
                     line=dict(
-                        color=COLORS[norm], dash=DASHES[norm], width=1.5 if after == 0 else 2.5
+                        color=NORM_COLORS[norm], dash=DASHES[norm], width=1.5 if after == 0 else 2.5
                     ),
                     hovertemplate="lr %{x:g}: loss × %{y:.3g}<extra>" + name + "</extra>",
                 )
@@ -377,10 +374,10 @@ def _shown_steps(r: dict) -> list[int]:
 
 
 def _deep_figure(results: dict) -> go.Figure:
-    fig = make_subplots(
+    fig = subplots(
+        ("conv output (the norm's input)", "post-activation"),
         rows=1,
         cols=2,
-        subplot_titles=("conv output (the norm's input)", "post-activation"),
         horizontal_spacing=0.12,
     )
     blocks = None
@@ -399,33 +396,31 @@ def _deep_figure(results: dict) -> go.Figure:
                     go.Scatter(
                         x=blocks,
                         y=np.where(np.isfinite(y) & (y > 0), y, np.nan),
-                        name=f"{NAMES[norm]}, step {step}"
+                        name=f"{NORM_NAMES[norm]}, step {step}"
                         + (" (diverged)" if step == r["diverged_step"] else ""),
                         legendgroup=f"{norm}{step}",
                         showlegend=col == 1,
                         mode="lines+markers",
                         opacity=fade,
-                        line=dict(color=COLORS[norm], dash=DASHES[norm]),
+                        line=dict(color=NORM_COLORS[norm], dash=DASHES[norm]),
                         hovertemplate="block %{x}: std %{y:.3g}<extra>"
-                        + f"{NAMES[norm]}, step {step}</extra>",
+                        + f"{NORM_NAMES[norm]}, step {step}</extra>",
                     ),
                     row=1,
                     col=col,
                 )
     if not fig.data:
         note(fig)
-    finish(
+    fig.update_xaxes(dtick=1)
+    return finish(
         fig,
-        f"{TITLE_DEEP} (depth 6, lr {lr_text(DEEP_LR)})",
+        TITLE_DEEP,
         "block (depth)",
         "std over the batch (log scale)",
+        note=f"depth 6, lr {lr_text(DEEP_LR)}; the later the step, the stronger the colour",
         log_y=True,
-        height=400,
+        panel_titles=True,
     )
-    fig.update_layout(margin=dict(t=90))
-    fig.update_xaxes(dtick=1)
-    fig.update_yaxes(title_text=None, col=2)
-    return fig
 
 
 def figures(results: dict) -> list[go.Figure]:
@@ -559,13 +554,13 @@ def _explain_deep(results: dict) -> list[str]:
     parts = []
     for r in (bn, none):
         if not r["steps"]:
-            parts.append(f"{NAMES[r['norm']]}: no step recorded")
+            parts.append(f"{NORM_NAMES[r['norm']]}: no step recorded")
             continue
         last = r["steps"][-1]
         post = r["post_act_std"][-1]
         text = (
-            f"{NAMES[r['norm']]}: at step {last} the post-activation std was {num(post[0])} in "
-            f"block 1 and {num(post[-1])} in block {len(post)}"
+            f"{NORM_NAMES[r['norm']]}: at step {last} the post-activation std was "
+            f"{num(post[0])} in block 1 and {num(post[-1])} in block {len(post)}"
         )
         if r["status"] == "diverged":
             text += " (the step at which it diverged)"
@@ -596,13 +591,13 @@ def _explain_live(run: Run | None, twin: Run | None) -> list[str]:
     text = (
         f"**Live run** (lr {lr_text(in_force(run, 'lr'))}, {run.config.optimizer}), "
         f"{run.num_steps} steps so far: the main network "
-        f"({NAMES.get(run.config.norm, run.config.norm)}) was at "
+        f"({NORM_NAMES.get(run.config.norm, run.config.norm)}) was at "
         f"{pct(run.acc_running_stats[-1])} test accuracy at step {run.eval_steps[-1]}"
     )
     if run.status == "diverged":
         text += f" (diverged at step {run.diverged_step})"
     if twin is not None and twin.eval_steps:
-        name = NAMES.get(twin.config.norm, twin.config.norm)
+        name = NORM_NAMES.get(twin.config.norm, twin.config.norm)
         text += (
             f"; the twin ({name}) at {pct(twin.acc_running_stats[-1])} at step "
             f"{twin.eval_steps[-1]}"

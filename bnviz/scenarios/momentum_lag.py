@@ -8,16 +8,16 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 
 from ..batchnorm import effective_window, keras_momentum
 from ..config import TrainConfig
-from ..figures import layer_color
 from ..measure import precise_statistics
+from ..plot import NEUTRAL, TWO_ROW_PLOT_HEIGHT, layer_color
 from ..record import Run
+from ..series import stride
 from ..trainer import Trainer
 from .base import Action, Scenario, job
-from .common import NEUTRAL, clean_list, finish, in_force, note, num, pct, stride
+from .common import clean_list, finish, in_force, note, num, pct, subplots
 
 MOMENTA = (0.01, 0.1, 0.9, None)
 RUN = dict(widths=(8, 16, 32), batch_size=32, steps=300, lr=0.05, seed=0)
@@ -126,10 +126,10 @@ def lag(result: dict, last: int = 20) -> dict:
 def _means_figure(results: dict) -> go.Figure:
     rows = _done(results)
     titles = [_label(m) for m in MOMENTA]
-    fig = make_subplots(
+    fig = subplots(
+        titles,
         rows=2,
         cols=2,
-        subplot_titles=titles,
         shared_xaxes=True,
         shared_yaxes=True,
         vertical_spacing=0.14,
@@ -171,17 +171,17 @@ def _means_figure(results: dict) -> go.Figure:
         )
     if not rows:
         note(fig)
-    title = TITLE_MEANS
+    details = "dots: the mean of each training batch; lines: the running mean"
     if block is not None:
-        title += f" (block {block}, channel {channel})"
-    finish(fig, title, "", "", height=520)
-    fig.update_layout(margin=dict(t=80))
-    for col in (1, 2):
-        fig.update_xaxes(title_text="step (optimizer steps)", row=2, col=col)
-    for row in (1, 2):
-        fig.update_yaxes(title_text="mean (value)", row=row, col=1)
-    fig.update_layout(legend=dict(y=-0.15))
-    return fig
+        details = f"block {block}, channel {channel}; {details}"
+    return finish(
+        fig,
+        TITLE_MEANS,
+        y_title="mean (value)",
+        note=details,
+        plot_height=TWO_ROW_PLOT_HEIGHT,
+        panel_titles=True,
+    )
 
 
 def _accuracy_figure(results: dict) -> go.Figure:
@@ -230,12 +230,13 @@ def _accuracy_figure(results: dict) -> go.Figure:
                 hovertemplate="%{y:.1f}%<extra>" + _label(r["momentum"]) + "</extra>",
             )
         )
+    details = None
     if rows:
-        note(fig, "★ = after recomputing precise statistics at the end", y=0.04)
+        details = "★ = after recomputing precise statistics at the end"
     else:
         note(fig)
     fig.update_yaxes(range=[0, 100])
-    return finish(fig, TITLE_ACC, "step (optimizer steps)", "test accuracy, eval mode (%)")
+    return finish(fig, TITLE_ACC, y_title="test accuracy, eval mode (%)", note=details)
 
 
 def figures(results: dict) -> list[go.Figure]:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from ..config import TrainConfig
-from ..figures import layer_color
+from ..config import NORM_NAMES, TrainConfig
 from ..model import group_count
+from ..plot import NORM_COLORS
 from ..trainer import train
 from . import common
 from .base import Scenario, job
@@ -20,20 +20,6 @@ STEPS = 250
 EVAL_EVERY = 25
 NORMS = ("batch", "none", "group", "layer", "instance")
 SEEDS = (0, 1)
-NAMES = {
-    "batch": "BatchNorm",
-    "layer": "LayerNorm",
-    "instance": "InstanceNorm",
-    "group": "GroupNorm",
-    "none": "none",
-}
-COLORS = {
-    "batch": common.BN_COLOR,
-    "none": common.NONE_COLOR,
-    "group": layer_color(2),
-    "layer": layer_color(3),
-    "instance": layer_color(4),
-}
 DASHES = {"none": "dash"}
 # published: Wu & He 2018, ResNet-50 on ImageNet, 32 images per GPU, top-1 error (%)
 PUBLISHED_ERROR = {"batch": 23.6, "group": 24.1, "layer": 25.3, "instance": 28.4}
@@ -69,7 +55,9 @@ def train_norm(norm: str, seed: int = 0, steps: int = STEPS, widths: tuple = WID
 
 
 def jobs() -> list:
-    return [job(f"{NAMES[n]}, seed {s}", train_norm, norm=n, seed=s) for s in SEEDS for n in NORMS]
+    return [
+        job(f"{NORM_NAMES[n]}, seed {s}", train_norm, norm=n, seed=s) for s in SEEDS for n in NORMS
+    ]
 
 
 def _rows(results: dict) -> list[dict]:
@@ -104,7 +92,7 @@ def table_rows(results: dict) -> list[dict]:
             seeds = ""
         rows.append(
             {
-                "norm": NAMES[norm],
+                "norm": NORM_NAMES[norm],
                 "over": over(norm, widths),
                 "acc": acc,
                 "loss": loss,
@@ -136,19 +124,22 @@ def _table_figure(results: dict) -> go.Figure:
             cells=dict(values=[[r[k] for r in rows] for k in keys], align="left", height=28),
         )
     )
-    fig.update_layout(
-        title=dict(text=f"What each normalizes over, and what it measured ({STEPS} steps)", x=0),
-        height=360,
-        margin=common.MARGIN,
+    title = "What each normalizes over, what it measured"
+    return common.finish(
+        fig,
+        title,
+        None,
+        note=f"after {STEPS} steps; a number per seed, as the last column lists them",
     )
-    return fig
 
 
-def _curve_figure(results: dict, x_key: str, y_key: str, scale: float, title, y_title) -> go.Figure:
+def _curve_figure(
+    results: dict, x_key: str, y_key: str, scale: float, title, y_title, details=None
+) -> go.Figure:
     fig = go.Figure()
     shown = set()
     for r in _rows(results):
-        name = NAMES[r["norm"]]
+        name = NORM_NAMES[r["norm"]]
         fig.add_scatter(
             x=r[x_key],
             y=[scale * v for v in r[y_key]],
@@ -156,13 +147,13 @@ def _curve_figure(results: dict, x_key: str, y_key: str, scale: float, title, y_
             name=name,
             legendgroup=name,
             showlegend=name not in shown,
-            line=dict(color=COLORS[r["norm"]], dash=DASHES.get(r["norm"], "solid"), width=1.8),
+            line=dict(color=NORM_COLORS[r["norm"]], dash=DASHES.get(r["norm"], "solid"), width=1.8),
             hovertemplate=f"{name}, seed {r['seed']}<br>step %{{x}}<br>%{{y:.3g}}<extra></extra>",
         )
         shown.add(name)
     if not fig.data:
         common.note(fig, size=14)
-    return common.finish(fig, title, "step (optimizer steps)", y_title)
+    return common.finish(fig, title, y_title=y_title, note=details)
 
 
 def figures(results: dict) -> list[go.Figure]:
@@ -172,8 +163,9 @@ def figures(results: dict) -> list[go.Figure]:
             "eval_steps",
             "acc_running",
             100,
-            "Test accuracy (eval mode) during training, one line per seed",
+            "Test accuracy (eval mode) during training",
             "test accuracy (%)",
+            "one line per seed",
         ),
         _curve_figure(
             results,
@@ -208,7 +200,7 @@ def _results_text(groups: dict[str, list[dict]]) -> str:
     done = [n for n in NORMS if n in groups]
     ranked = sorted(done, key=lambda n: -_mean_acc(groups[n]))
     order = ", ".join(
-        f"{NAMES[n]} {common.pct(_mean_acc(groups[n]))}"
+        f"{NORM_NAMES[n]} {common.pct(_mean_acc(groups[n]))}"
         + (f" ({' / '.join(common.pct(r['final_acc']) for r in groups[n])})")
         for n in ranked
     )
@@ -244,12 +236,12 @@ def _live_text(run, twin) -> str:
     if run is None or not run.eval_steps or run.num_steps == 0:
         return ""
     text = (
-        f"Live run: {NAMES.get(run.config.norm, run.config.norm)} at "
+        f"Live run: {NORM_NAMES.get(run.config.norm, run.config.norm)} at "
         f"{common.pct(run.acc_running_stats[-1])} test accuracy (step {run.eval_steps[-1]})"
     )
     if twin is not None and twin.eval_steps:
         text += (
-            f"; its twin, {NAMES.get(twin.config.norm, twin.config.norm)}, at "
+            f"; its twin, {NORM_NAMES.get(twin.config.norm, twin.config.norm)}, at "
             f"{common.pct(twin.acc_running_stats[-1])} (step {twin.eval_steps[-1]})"
         )
     return text + "."
@@ -275,7 +267,7 @@ def explain(results: dict, run, twin) -> str:
     parts.append(
         "Published, ResNet-50 on ImageNet with 32 images per GPU (Wu & He 2018, Group "
         "Normalization), top-1 error: "
-        + ", ".join(f"{NAMES[n]} {e}%" for n, e in PUBLISHED_ERROR.items())
+        + ", ".join(f"{NORM_NAMES[n]} {e}%" for n, e in PUBLISHED_ERROR.items())
         + ". Their point is that GroupNorm's error stays near 24% as the batch shrinks to 2 "
         "images per GPU, where BatchNorm's rises to 34.7%. Those are their numbers, not ours."
     )

@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..config import TrainConfig
-from ..figures import layer_color
+from ..plot import NEUTRAL, layer_color
 from ..trainer import train
 from . import common
 from .base import Scenario, job
@@ -90,7 +90,7 @@ def _curve_figure(results: dict, x_key: str, y_key: str, scale: float, title, y_
         shown.add(key)
     if not fig.data:
         common.note(fig, size=14)
-    return common.finish(fig, title, "step (optimizer steps)", y_title)
+    return common.finish(fig, title, y_title=y_title, note="one line per seed")
 
 
 def _final_figure(results: dict) -> go.Figure:
@@ -117,13 +117,14 @@ def _final_figure(results: dict) -> go.Figure:
             )
     if not fig.data:
         common.note(fig, size=14)
-    fig.add_hline(y=10, line=dict(color=common.NEUTRAL, width=1, dash="dot"))
+    fig.add_hline(y=10, line=dict(color=NEUTRAL, width=1, dash="dot"))
     fig.update_yaxes(range=[0, 100])
     return common.finish(
         fig,
-        f"Final test accuracy, one point per seed (after {STEPS} steps)",
-        "",
+        "Final test accuracy, one point per seed",
+        None,
         "test accuracy (%)",
+        note=f"after {STEPS} steps; dotted: chance (10%)",
     )
 
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from ..config import TrainConfig
+from ..config import NORM_NAMES, TrainConfig
+from ..plot import NORM_COLORS, rgba
 from ..record import Run
 from ..trainer import Trainer
 from .base import Scenario, job
 from .common import (
-    BN_COLOR,
-    NONE_COLOR,
     clean_list,
     finish,
     lr_text,
@@ -23,20 +22,18 @@ from .common import (
 )
 
 NORMS = ("batch", "none")
-NAMES = {"batch": "BatchNorm", "none": "no norm"}
-COLORS = {"batch": BN_COLOR, "none": NONE_COLOR}
 DASHES = {"batch": "solid", "none": "dash"}
-FILLS = {"batch": "rgba(0,114,178,0.25)", "none": "rgba(213,94,0,0.15)"}
+FILLS = {"batch": rgba(NORM_COLORS["batch"], 0.25), "none": rgba(NORM_COLORS["none"], 0.15)}
 RUN = dict(lr=0.3, widths=(8, 16, 32), batch_size=32, steps=300, seed=0)
 SNAPSHOT_EVERY = 10  # percentiles every 10 steps: histograms cost time
 EVALS = 10  # test-accuracy measurements per run (eval mode only)
 WINDOW = 0.1  # early / late = the first / last 10% of the snapshots
-TITLE_BANDS = "One sigmoid's input in the last block: 15th / 50th / 85th percentile"
+TITLE_BANDS = "One sigmoid's input in the last block"
 TITLE_ACC = "Test accuracy against steps (sigmoid)"
 
 
 def _label(norm: str) -> str:
-    return f"{NAMES[norm]}, sigmoid"
+    return f"{NORM_NAMES[norm]}, sigmoid"
 
 
 def sigmoid_run(
@@ -141,13 +138,13 @@ def _bands_figure(results: dict) -> go.Figure:
         if not r or not r["snapshot_steps"]:
             continue
         steps = r["snapshot_steps"]
-        group = dict(legendgroup=norm, line=dict(color=COLORS[norm], width=0))
+        group = dict(legendgroup=norm, line=dict(color=NORM_COLORS[norm], width=0))
         fig.add_trace(go.Scatter(x=steps, y=r["p15"], showlegend=False, hoverinfo="skip", **group))
         fig.add_trace(
             go.Scatter(
                 x=steps,
                 y=r["p85"],
-                name=f"{NAMES[norm]}: 15th–85th",
+                name=f"{NORM_NAMES[norm]}: 15th–85th",
                 fill="tonexty",
                 fillcolor=FILLS[norm],
                 hoverinfo="skip",
@@ -158,22 +155,24 @@ def _bands_figure(results: dict) -> go.Figure:
             go.Scatter(
                 x=steps,
                 y=r["p50"],
-                name=f"{NAMES[norm]}: median",
+                name=f"{NORM_NAMES[norm]}: median",
                 legendgroup=norm,
-                line=dict(color=COLORS[norm], dash=DASHES[norm]),
+                line=dict(color=NORM_COLORS[norm], dash=DASHES[norm]),
                 customdata=np.column_stack([r["p15"], r["p85"]]),
                 hovertemplate="step %{x}<br>15th %{customdata[0]:.3g}<br>median %{y:.3g}"
-                "<br>85th %{customdata[1]:.3g}<extra>" + NAMES[norm] + "</extra>",
+                "<br>85th %{customdata[1]:.3g}<extra>" + NORM_NAMES[norm] + "</extra>",
             )
         )
     title = TITLE_BANDS
+    details = "line: median, band: 15th to 85th percentile over the images of each batch"
     r = results.get(_label("batch")) or results.get(_label("none"))
     if r:
         c, y, x = r["unit"]
-        title = f"Sigmoid input, block {r['block']}, unit (channel {c}, y {y}, x {x})"
+        title = f"Sigmoid input of one unit in block {r['block']}"
+        details = f"the unit at channel {c}, y {y}, x {x}; {details}"
     else:
         note(fig)
-    return finish(fig, title, "step (optimizer steps)", "sigmoid input (pre-activation)")
+    return finish(fig, title, y_title="sigmoid input (pre-activation)", note=details)
 
 
 def _accuracy_figure(results: dict) -> go.Figure:
@@ -186,16 +185,16 @@ def _accuracy_figure(results: dict) -> go.Figure:
             go.Scatter(
                 x=r["eval_steps"],
                 y=[100 * a for a in r["acc_running_stats"]],
-                name=NAMES[norm],
+                name=NORM_NAMES[norm],
                 mode="lines+markers",
-                line=dict(color=COLORS[norm], dash=DASHES[norm]),
-                hovertemplate="step %{x}: %{y:.1f}%<extra>" + NAMES[norm] + "</extra>",
+                line=dict(color=NORM_COLORS[norm], dash=DASHES[norm]),
+                hovertemplate="step %{x}: %{y:.1f}%<extra>" + NORM_NAMES[norm] + "</extra>",
             )
         )
     if not fig.data:
         note(fig)
     fig.update_yaxes(range=[0, 100])
-    return finish(fig, TITLE_ACC, "step (optimizer steps)", "test accuracy, eval mode (%)")
+    return finish(fig, TITLE_ACC, y_title="test accuracy, eval mode (%)")
 
 
 def figures(results: dict) -> list[go.Figure]:
@@ -248,12 +247,12 @@ def _explain_jobs(results: dict) -> list[str]:
     drifts = {}
     for norm, res in (("batch", bn), ("none", none)):
         if not res:
-            lines.append(f"{NAMES[norm]} is being measured.")
+            lines.append(f"{NORM_NAMES[norm]} is being measured.")
             continue
         d = result_drift(res)
         drifts[norm] = d
         acc = res["acc_running_stats"]
-        text = _describe(NAMES[norm], d) if d else f"{NAMES[norm]}: too few snapshots"
+        text = _describe(NORM_NAMES[norm], d) if d else f"{NORM_NAMES[norm]}: too few snapshots"
         text += f"; test accuracy {pct(acc[-1])} after {res['eval_steps'][-1]} steps"
         if res["status"] == "diverged":
             text += f" (diverged at step {res['diverged_step']})"
@@ -273,7 +272,7 @@ def _explain_live(run: Run | None, twin: Run | None) -> list[str]:
         d = run_drift(r)
         if d is None:
             continue
-        name = NAMES.get(r.config.norm, r.config.norm)
+        name = NORM_NAMES.get(r.config.norm, r.config.norm)
         parts.append(_describe(f"{name} ({role})", d))
     if not parts:
         return []

@@ -10,14 +10,12 @@ import math
 
 import plotly.graph_objects as go
 
-from ..config import TrainConfig
+from ..config import NORM_NAMES, TrainConfig
+from ..plot import NORM_COLORS
 from ..record import Run
 from ..trainer import Trainer
 from .base import Scenario, job
 from .common import (
-    BN_COLOR,
-    GN_COLOR,
-    NEUTRAL,
     clean,
     finish,
     in_force,
@@ -26,24 +24,21 @@ from .common import (
 )
 
 NORMS = ("batch", "group")
-NAMES = {"batch": "BatchNorm", "group": "GroupNorm"}
-COLORS = {"batch": BN_COLOR, "group": GN_COLOR}
 BATCHES = (2, 4, 8, 16, 32, 64)
 SWEEP = dict(images=3200, base_lr=0.1, base_batch=32, widths=(8, 16), seed=0)
 TITLE_SWEEP = "Measured: test error against batch size"
-TITLE_PUBLISHED = "Published (Wu & He 2018, ResNet-50 on ImageNet), not measured here"
+TITLE_PUBLISHED = "Published (Wu & He 2018), not measured here"
 # Wu & He 2018, Figure 1 / Table: ImageNet top-1 error (%) by images per GPU.
 PUBLISHED_BATCHES = (32, 16, 8, 4, 2)
 PUBLISHED = {
     "batch": (23.6, 23.7, 24.8, 27.3, 34.7),
     "group": (24.1, 24.2, 24.0, 24.2, 24.1),
 }
-PUBLISHED_AT_32 = {"LayerNorm": 25.3, "InstanceNorm": 28.4}
-EXTRA_COLORS = {"LayerNorm": "#CC79A7", "InstanceNorm": "#BF8A00"}
+PUBLISHED_AT_32 = {"layer": 25.3, "instance": 28.4}
 
 
 def _label(norm: str, batch_size: int) -> str:
-    return f"{NAMES[norm]}, batch {batch_size}"
+    return f"{NORM_NAMES[norm]}, batch {batch_size}"
 
 
 def lr_for(batch_size: int, base_lr: float = SWEEP["base_lr"]) -> float:
@@ -129,10 +124,11 @@ def _sweep_figure(results: dict) -> go.Figure:
             go.Scatter(
                 x=x,
                 y=[100 * r["error_eval_mode"] for r in rows],
-                name=NAMES[norm] + (" (eval mode: running statistics)" if norm == "batch" else ""),
+                name=NORM_NAMES[norm]
+                + (" (eval mode: running statistics)" if norm == "batch" else ""),
                 mode="lines+markers",
-                line=dict(color=COLORS[norm], dash="solid" if norm == "batch" else "dash"),
-                hovertemplate="batch %{x}: %{y:.1f}% error<extra>" + NAMES[norm] + "</extra>",
+                line=dict(color=NORM_COLORS[norm], dash="solid" if norm == "batch" else "dash"),
+                hovertemplate="batch %{x}: %{y:.1f}% error<extra>" + NORM_NAMES[norm] + "</extra>",
             )
         )
         if norm == "batch":
@@ -143,20 +139,20 @@ def _sweep_figure(results: dict) -> go.Figure:
                     name="BatchNorm (batch statistics at test time)",
                     mode="lines+markers",
                     marker=dict(symbol="circle-open"),
-                    line=dict(color=COLORS[norm], dash="dot", width=1.5),
+                    line=dict(color=NORM_COLORS[norm], dash="dot", width=1.5),
                     hovertemplate="batch %{x}: %{y:.1f}% error<extra>BN, batch stats</extra>",
                 )
             )
     if not fig.data:
         note(fig)
-    finish(
+    _log2_axis(fig, BATCHES)
+    return finish(
         fig,
-        f"{TITLE_SWEEP} ({SWEEP['images']} training images each)",
+        TITLE_SWEEP,
         "batch size (images per batch, log₂ scale)",
         "test error (%)",
+        note=f"{SWEEP['images']} training images at every batch size, lr scaled with it",
     )
-    _log2_axis(fig, BATCHES)
-    return fig
 
 
 def published_figure() -> go.Figure:
@@ -166,46 +162,35 @@ def published_figure() -> go.Figure:
             go.Scatter(
                 x=list(PUBLISHED_BATCHES),
                 y=list(PUBLISHED[norm]),
-                name=f"{NAMES[norm]} (published)",
+                name=f"{NORM_NAMES[norm]} (published)",
                 mode="lines+markers",
-                line=dict(color=COLORS[norm], dash="solid" if norm == "batch" else "dash"),
+                line=dict(color=NORM_COLORS[norm], dash="solid" if norm == "batch" else "dash"),
                 hovertemplate="%{x} images per GPU: %{y}% top-1 error<extra>"
-                + NAMES[norm]
+                + NORM_NAMES[norm]
                 + ", Wu & He 2018</extra>",
             )
         )
-    for name, value in PUBLISHED_AT_32.items():
+    for norm, value in PUBLISHED_AT_32.items():
         fig.add_trace(
             go.Scatter(
                 x=[32],
                 y=[value],
-                name=f"{name} (published, batch 32 only)",
+                name=f"{NORM_NAMES[norm]} (published, batch 32 only)",
                 mode="markers",
-                marker=dict(color=EXTRA_COLORS[name], size=10, symbol="diamond"),
+                marker=dict(color=NORM_COLORS[norm], size=10, symbol="diamond"),
                 hovertemplate="32 images per GPU: %{y}% top-1 error<extra>"
-                + name
+                + NORM_NAMES[norm]
                 + ", Wu & He 2018</extra>",
             )
         )
-    finish(
+    _log2_axis(fig, sorted(PUBLISHED_BATCHES))
+    return finish(
         fig,
         TITLE_PUBLISHED,
         "images per GPU (log₂ scale)",
         "ImageNet top-1 error (%)",
+        note="ResNet-50 on ImageNet: published numbers, not measured in this app",
     )
-    _log2_axis(fig, sorted(PUBLISHED_BATCHES))
-    fig.add_annotation(
-        text="published numbers, not measured in this app",
-        x=1,
-        y=1,
-        xref="paper",
-        yref="paper",
-        xanchor="right",
-        yanchor="top",
-        showarrow=False,
-        font=dict(color=NEUTRAL, size=12),
-    )
-    return fig
 
 
 def figures(results: dict) -> list[go.Figure]:
@@ -272,7 +257,7 @@ def _explain_sweep(results: dict) -> list[str]:
 def _explain_live(run: Run | None, twin: Run | None) -> list[str]:
     if run is None or run.num_steps == 0 or not run.eval_steps:
         return []
-    name = NAMES.get(run.config.norm, run.config.norm)
+    name = NORM_NAMES.get(run.config.norm, run.config.norm)
     text = (
         f"**Live run** (batch {in_force(run, 'batch_size')}, {run.num_steps} steps): {name} "
         f"{err(1 - run.acc_running_stats[-1])} test error at step {run.eval_steps[-1]} in eval mode"
@@ -280,7 +265,7 @@ def _explain_live(run: Run | None, twin: Run | None) -> list[str]:
     if run.config.norm == "batch":
         text += f", {err(1 - run.acc_batch_stats[-1])} with batch statistics"
     if twin is not None and twin.eval_steps:
-        twin_name = NAMES.get(twin.config.norm, twin.config.norm)
+        twin_name = NORM_NAMES.get(twin.config.norm, twin.config.norm)
         text += (
             f"; twin ({twin_name}) {err(1 - twin.acc_running_stats[-1])} at step "
             f"{twin.eval_steps[-1]}"
@@ -300,7 +285,7 @@ def explain(results: dict, run: Run | None, twin: Run | None) -> str:
         "groups of channels within each image and does not depend on the batch. "
         f"**Published** (Wu & He 2018, ResNet-50 on ImageNet, top-1 error by images per GPU; "
         f"not measured here): {published}; at 32 LayerNorm "
-        f"{PUBLISHED_AT_32['LayerNorm']}%, InstanceNorm {PUBLISHED_AT_32['InstanceNorm']}%.",
+        f"{PUBLISHED_AT_32['layer']}%, InstanceNorm {PUBLISHED_AT_32['instance']}%.",
         _setup(),
     ]
     if not results:

@@ -10,10 +10,10 @@ import copy
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 
 from ..config import TrainConfig
 from ..model import block_sides, build_model
+from ..plot import NEUTRAL, NORM_COLORS
 from ..trainer import Trainer, to_tensor
 from . import common
 from .base import Action, Scenario, job
@@ -200,13 +200,9 @@ def _single_figure(results: dict) -> go.Figure:
     r = results.get(SINGLE_LABEL)
     fig = go.Figure()
     if r and r.get("applicable"):
-        labels = [
-            "eval mode<br>(running statistics)",
-            "train mode,<br>one image at a time",
-            f"train mode,<br>all {r['images']} as one batch",
-        ]
+        labels = ["eval mode", "train, one image", "train, one batch"]
         values = [r["acc_eval"], r["acc_train_single"], r["acc_train_batch"]]
-        colors = [common.BN_COLOR, common.NONE_COLOR, common.NEUTRAL]
+        colors = [NORM_COLORS["batch"], NORM_COLORS["none"], NEUTRAL]
         fig.add_bar(
             x=labels,
             y=[100 * v for v in values],
@@ -216,19 +212,25 @@ def _single_figure(results: dict) -> go.Figure:
             showlegend=False,
             hovertemplate="%{x}<br>accuracy %{y:.1f}%<extra></extra>",
         )
-        fig.add_hline(y=10, line=dict(color=common.NEUTRAL, width=1, dash="dot"))
+        fig.add_hline(y=10, line=dict(color=NEUTRAL, width=1, dash="dot"))
         fig.update_yaxes(range=[0, 105])
+        fig.update_layout(bargap=0.3)
     else:
         common.note(fig, size=14)
     title = "Predicting held-out images: accuracy by mode"
+    details = None
     if r and r.get("applicable"):
         title = f"{r['images']} held-out images, accuracy by mode"
-    return common.finish(fig, title, "", "test accuracy (%)")
+        details = (
+            "eval mode: running statistics; train mode: statistics of one image at a time, or "
+            f"of all {r['images']} as one batch; dotted: chance (10%)"
+        )
+    return common.finish(fig, title, None, "test accuracy (%)", note=details)
 
 
 def _example_figure(results: dict) -> go.Figure:
     r = results.get(SINGLE_LABEL)
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.25, 0.75], horizontal_spacing=0.08)
+    fig = common.subplots(rows=1, cols=2, column_widths=[0.25, 0.75], horizontal_spacing=0.14)
     if r and r.get("applicable") and r["examples"]:
         ex = r["examples"][0]
         fig.add_heatmap(
@@ -242,8 +244,8 @@ def _example_figure(results: dict) -> go.Figure:
         fig.update_xaxes(visible=False, row=1, col=1)
         fig.update_yaxes(visible=False, scaleanchor="x", row=1, col=1)
         for key, name, color in (
-            ("p_eval", "eval mode", common.BN_COLOR),
-            ("p_train", "train mode, this image alone", common.NONE_COLOR),
+            ("p_eval", "eval mode", NORM_COLORS["batch"]),
+            ("p_train", "train mode, this image alone", NORM_COLORS["none"]),
         ):
             fig.add_bar(
                 x=r["classes"],
@@ -256,12 +258,14 @@ def _example_figure(results: dict) -> go.Figure:
             )
         fig.update_yaxes(title_text="probability", range=[0, 1], row=1, col=2)
         fig.update_xaxes(title_text="class", row=1, col=2)
-        title = f"Test image {ex['index']} (class: {ex['label']}): predicted probabilities"
+        title = f"Test image {ex['index']}: predicted probabilities"
+        details = f"its class: {ex['label']}"
     else:
         common.note(fig, size=14)
         title = "One test image: predicted probabilities"
-    fig.update_layout(barmode="group")
-    return common.finish(fig, title, None, None)
+        details = None
+    fig.update_layout(barmode="group", bargap=0.2)
+    return common.finish(fig, title, None, None, note=details)
 
 
 def _gap_figure(results: dict) -> go.Figure:
@@ -274,7 +278,7 @@ def _gap_figure(results: dict) -> go.Figure:
             mode="lines+markers",
             name=f"one network (trained at batch {sweep['trained_batch_size']}), "
             "evaluated at each batch size",
-            line=dict(color=common.BN_COLOR),
+            line=dict(color=NORM_COLORS["batch"]),
             hovertemplate="batch %{x}<br>gap %{y:+.1f} pp<extra></extra>",
         )
     rows = _trained_rows(results)
@@ -284,21 +288,20 @@ def _gap_figure(results: dict) -> go.Figure:
             y=[100 * r["gap"] for r in rows],
             mode="lines+markers",
             name=f"trained {rows[0]['steps']} steps at that batch size",
-            line=dict(color=common.NONE_COLOR, dash="dash"),
+            line=dict(color=NORM_COLORS["none"], dash="dash"),
             hovertemplate="batch %{x}<br>gap %{y:+.1f} pp<extra></extra>",
         )
     if fig.data:
-        fig.add_hline(y=0, line=dict(color=common.NEUTRAL, width=1))
+        fig.add_hline(y=0, line=dict(color=NEUTRAL, width=1))
     else:
         common.note(fig, size=14)
-    fig.update_xaxes(tickvals=sorted({*EVAL_BATCHES, *TRAIN_BATCHES}))
+    fig.update_xaxes(type="log", tickvals=sorted({*EVAL_BATCHES, *TRAIN_BATCHES}))
     return common.finish(
         fig,
-        "Gap: accuracy with batch statistics − with running statistics",
+        "Gap: batch statistics − running statistics",
         "batch size (log scale)",
         "gap (percentage points)",
-        log_x=True,
-        exponentformat="power",
+        note="test accuracy with batch statistics minus with running statistics",
     )
 
 
@@ -307,8 +310,8 @@ def _accuracy_figure(results: dict) -> go.Figure:
     sweep = results.get(EVAL_LABEL)
     if sweep:
         for key, name, color, dash in (
-            ("acc_running", "running statistics (eval mode)", common.BN_COLOR, "solid"),
-            ("acc_batch", "batch statistics (train mode)", common.NONE_COLOR, "dash"),
+            ("acc_running", "running statistics (eval mode)", NORM_COLORS["batch"], "solid"),
+            ("acc_batch", "batch statistics (train mode)", NORM_COLORS["none"], "dash"),
         ):
             fig.add_scatter(
                 x=sweep["batch_sizes"],
@@ -318,18 +321,17 @@ def _accuracy_figure(results: dict) -> go.Figure:
                 line=dict(color=color, dash=dash),
                 hovertemplate="batch %{x}<br>accuracy %{y:.1f}%<extra>" + name + "</extra>",
             )
-        fig.add_hline(y=10, line=dict(color=common.NEUTRAL, width=1, dash="dot"))
+        fig.add_hline(y=10, line=dict(color=NEUTRAL, width=1, dash="dot"))
         fig.update_yaxes(range=[0, 100])
     else:
         common.note(fig, size=14)
-    fig.update_xaxes(tickvals=list(EVAL_BATCHES))
+    fig.update_xaxes(type="log", tickvals=list(EVAL_BATCHES))
     return common.finish(
         fig,
-        "One trained network, test accuracy by evaluation batch size",
+        "Test accuracy by evaluation batch size",
         "batch size of the test batches (log scale)",
         "test accuracy (%)",
-        log_x=True,
-        exponentformat="power",
+        note="one trained network; dotted: chance (10%)",
     )
 
 

@@ -7,18 +7,17 @@ from __future__ import annotations
 import streamlit as st
 
 from ..batchnorm import keras_momentum
-from ..config import DEFAULT_LR, MAX_BATCH_X_WIDTH, MAX_STEPS_X_CHANNELS, TrainConfig
+from ..config import (
+    DEFAULT_LR,
+    MAX_BATCH_X_WIDTH,
+    MAX_STEPS_X_CHANNELS,
+    NORM_NAMES,
+    TrainConfig,
+)
 from .controls import CONTROLS, DEFAULTS, LOCKED_VALUES, locked
 from .session import NO_TWIN
 
-NORM_LABELS = {
-    "batch": "BatchNorm",
-    "group": "GroupNorm",
-    "layer": "LayerNorm",
-    "instance": "InstanceNorm",
-    "none": "none",
-    NO_TWIN: "no twin",
-}
+NORM_LABELS = {**NORM_NAMES, NO_TWIN: "no twin"}
 DATASET_LABELS = {
     "shapes": "shapes (built-in)",
     "mnist": "MNIST",

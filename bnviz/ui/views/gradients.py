@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from ... import figures
+from ...config import NORM_NAMES
 from ...record import Run
 from ..session import Frame
 from .common import chart, secondary_chart
@@ -29,7 +30,7 @@ def measured(run: Run, twin: Run | None) -> str:
         ratio = None if r is None else median_update_ratio(r)
         if ratio is None:
             continue
-        text = f"{figures.NORM_NAMES.get(r.config.norm, r.config.norm)} ({role}) {ratio:.1e}"
+        text = f"{NORM_NAMES.get(r.config.norm, r.config.norm)} ({role}) {ratio:.1e}"
         if r.eval_steps:
             text += f", test accuracy {r.acc_running_stats[-1]:.1%} at step {r.eval_steps[-1]}"
         parts.append(text)
