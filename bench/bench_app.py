@@ -558,6 +558,7 @@ def view_figures(lock) -> dict[str, Callable[[], list]]:
     layer, first or all channels, latest step): a copy of bnviz/ui/views/*.py."""
     from bnviz import figures
     from bnviz.measure import batch_noise
+    from bnviz.record import momentum_numbers
 
     trainer, (run, twin) = lock.trainers[0], lock.runs
     last_step = run.num_steps - 1
@@ -565,7 +566,7 @@ def view_figures(lock) -> dict[str, Callable[[], list]]:
     noise = batch_noise(trainer, 0, 0)  # measured on the model, timed on its own
 
     def running_stats() -> list:
-        figures.momentum_numbers(run, 0, 0, last_step)
+        momentum_numbers(run, 0, 0, last_step)
         return [
             figures.running_stats_figure(run, 0, 0),
             figures.affine_figure(run, 0),

@@ -15,9 +15,9 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .config import FIELDS, NORM_NAMES
-from .model import block_sides
 from .plot import (
     ALERT,
+    LAYER_COLORS,
     LINE_WIDTH,
     MAIN_DASH,
     MAX_MARKERS,
@@ -37,12 +37,12 @@ from .plot import (
 )
 from .record import HIST_KINDS, Run
 from .series import stride
-from .trainer import HIST_IMAGES
 
 PARENT_NAME = "before the branch"  # the legend entry of the run before a branch (PARENT_DASH)
 AFFINE_POINTS = 6_000  # all gamma and beta traces of a block together
 # the training batches' loss and accuracy share a colour; test accuracy has one per mode
-METRIC_COLORS = {"loss": "#0072B2", "train": "#0072B2", "running": "#009E73", "batch": "#D55E00"}
+_BLUE, _ORANGE, _GREEN = LAYER_COLORS[:3]
+METRIC_COLORS = {"loss": _BLUE, "train": _BLUE, "running": _GREEN, "batch": _ORANGE}
 SMOOTH_WINDOW = 9  # steps in the centred moving average of the training-batch accuracy
 UPDATE_RATIO_REFERENCE = 1e-3
 KIND_TITLES = {
@@ -96,15 +96,6 @@ def _members(run: Run, twin: Run | None) -> list[tuple[Run, str, str]]:
     if run.parent is not None:
         members.append((run.parent, PARENT_NAME, PARENT_DASH))
     return members
-
-
-def _in_force(run: Run, field: str, step: int):
-    """The value of a changeable setting at `step`, after run.changes applied up to it."""
-    value = getattr(run.config, field)
-    for change in sorted(run.changes, key=lambda c: c["step"]):
-        if change["field"] == field and change["step"] <= step:
-            value = change["new"]
-    return value
 
 
 def _line(
@@ -252,21 +243,6 @@ def _saturation_label(run: Run, info) -> str:
     return "saturated (sigmoid < 0.015 or > 0.985)"
 
 
-def _image_side(run: Run) -> int:
-    """Input image side length of the run's data set."""
-    return 32 if run.config.dataset == "cifar10" else 28
-
-
-def _step_index(run: Run, step_index: int) -> int:
-    """A (possibly negative) row index into run.steps, checked."""
-    n = run.num_steps
-    if n == 0:
-        raise ValueError("no steps recorded yet")
-    if not -n <= step_index < n:
-        raise IndexError(f"step_index {step_index} out of range for {n} recorded steps")
-    return step_index % n
-
-
 # ---------------------------------------------------------------- loss and accuracy
 
 
@@ -399,7 +375,7 @@ def histogram_figure(run: Run, layer: int, snapshot: int, channel: int | None = 
             showlegend=False,
         )
         fig.add(bar, row=1, col=col)
-    images = min(HIST_IMAGES, int(_in_force(run, "batch_size", step)))
+    images = min(run.hist_images, int(run.setting_at("batch_size", step)))
     notes = [f"the first {images} images of the training batch"]
     if run.config.placement == "after":
         notes.append(
@@ -491,7 +467,7 @@ def percentile_figure(
         title = f"{info.name}, all units: activation input"
         note = (
             "line: median, band: 15th to 85th percentile over the whole layer "
-            f"(up to {HIST_IMAGES} images of each batch)"
+            f"(up to {run.hist_images} images of each batch)"
         )
     return finish(fig, title, y_title="activation input (value)", note=note)
 
@@ -640,9 +616,9 @@ def gain_figure(run: Run, layer: int, step_index: int = -1) -> go.Figure:
     if not run.num_steps:
         no_data(fig)
         return finish(fig, f"{info.name}: gain 1/√(var + ε)", x_title="channel", log_y=True)
-    i = _step_index(run, step_index)
+    i = run.row(step_index)
     step = int(run.steps[i])
-    eps = float(_in_force(run, "eps", step))
+    eps = float(run.setting_at("eps", step))
     var = run.layer_stat(layer, "batch_var")[i].astype(np.float64)
     gain = _gain(var, eps)
     channels = np.arange(info.channels)
@@ -667,14 +643,14 @@ def gain_figure(run: Run, layer: int, step_index: int = -1) -> go.Figure:
         fig.add(bar)
     running = run.layer_stat(layer, "running_var")
     if running is not None:
-        rvar = running[i].astype(np.float64)
+        running_var = running[i].astype(np.float64)
         points = trace(
             "scatter",
             x=channels,
-            y=_gain(rvar, eps),
+            y=_gain(running_var, eps),
             mode="markers",
             name="1/√(running var + ε): eval mode",
-            customdata=np.column_stack([rvar, np.full(len(rvar), eps)]),
+            customdata=np.column_stack([running_var, np.full(len(running_var), eps)]),
             marker=dict(color=NEUTRAL, size=8, symbol="diamond"),
             hovertemplate=hover.replace("batch var", "running var"),
         )
@@ -869,47 +845,3 @@ def batch_noise_figure(noise) -> go.Figure:
         "red dashed line: the statistic over all test images at once"
     )
     return finish(fig, title, x_title=None, y_title="batches", note=note, panel_titles=True)
-
-
-# ---------------------------------------------------------------- the momentum formula
-
-
-def momentum_numbers(run: Run, layer: int, channel: int, step_index: int = -1) -> dict:
-    """Numbers of one channel's running-average update at a step; ValueError if no buffers."""
-    info = run.layers[layer]
-    if not info.has_running_stats:
-        raise ValueError(f"{info.name} ({NORM_NAMES[info.norm]}) keeps no running statistics")
-    if not 0 <= channel < info.channels:
-        raise ValueError(f"channel must be from 0 to {info.channels - 1}; got {channel}")
-    i = _step_index(run, step_index)
-    step = int(run.steps[i])
-    momentum = _in_force(run, "momentum", step)
-    factor = 1 / step if momentum is None else float(momentum)
-    side = block_sides(_image_side(run), len(run.layers))[layer]
-    m = int(_in_force(run, "batch_size", step)) * side * side
-
-    def at(stat: str, row: int, initial: float) -> float:
-        return initial if row < 0 else float(run.layer_stat(layer, stat)[row, channel])
-
-    biased = at("batch_var", i, 0.0)
-    return {
-        "step": step,
-        "momentum": None if momentum is None else float(momentum),
-        "factor": factor,
-        "running_before": at("running_mean", i - 1, 0.0),
-        "batch": at("batch_mean", i, 0.0),
-        "running_after": at("running_mean", i, 0.0),
-        "var_running_before": at("running_var", i - 1, 1.0),
-        "var_batch_biased": biased,
-        "var_batch_unbiased": biased * m / (m - 1) if m > 1 else math.nan,
-        "var_running_after": at("running_var", i, 1.0),
-        "m": m,
-        "keras_momentum": None if momentum is None else 1 - float(momentum),
-    }
-
-
-def effective_window(momentum: float | None, step: int) -> float:
-    """About how many recent steps a running average spans (1/momentum; every step for None)."""
-    if momentum is None:
-        return float(step)
-    return math.inf if momentum == 0 else 1 / momentum

@@ -3,12 +3,14 @@ On disk it is strict JSON (bnviz/runfile.py, format in docs/run-format.md)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .config import TrainConfig
+from .batchnorm import average_factor, keras_momentum
+from .config import NORM_NAMES, TrainConfig
 from .model import block_sides
 
 STATUSES = ("running", "completed", "stopped", "diverged", "failed")
@@ -207,6 +209,15 @@ class Run:
         """grad_norm or update_ratio of one parameter tensor, one value per step."""
         return self.table.get(f"{name}:{stat}")
 
+    def row(self, step_index: int) -> int:
+        """A (possibly negative) row index into run.steps, checked: the row itself."""
+        n = self.num_steps
+        if n == 0:
+            raise ValueError("no steps recorded yet")
+        if not -n <= step_index < n:
+            raise IndexError(f"step_index {step_index} out of range for {n} recorded steps")
+        return step_index % n
+
     def setting_at(self, field: str, step: int | None = None):
         """The value of a config field in force at `step`: a change recorded at step s applies
         from step s on. With no step, the value in force now, after every change (what the
@@ -282,3 +293,38 @@ def has_stat(layer: LayerInfo, stat: str) -> bool:
     if stat in ("gamma", "beta"):
         return layer.has_affine
     return True
+
+
+def momentum_numbers(run: Run, layer: int, channel: int, step_index: int = -1) -> dict:
+    """The numbers of one channel's running-average update at a recorded step (the row
+    `step_index`), as the Running statistics view writes the formula out: the factor in force
+    then, the buffers before and after, the batch's statistics, and m, the values per channel
+    (batch size in force x side x side). ValueError if the block keeps no running statistics."""
+    info = run.layers[layer]
+    if not info.has_running_stats:
+        raise ValueError(f"{info.name} ({NORM_NAMES[info.norm]}) keeps no running statistics")
+    if not 0 <= channel < info.channels:
+        raise ValueError(f"channel must be from 0 to {info.channels - 1}; got {channel}")
+    i = run.row(step_index)
+    step = int(run.steps[i])
+    momentum = run.setting_at("momentum", step)
+    m = int(run.setting_at("batch_size", step)) * info.values_per_channel
+
+    def at(stat: str, row: int, initial: float) -> float:
+        return initial if row < 0 else float(run.layer_stat(layer, stat)[row, channel])
+
+    biased = at("batch_var", i, 0.0)
+    return {
+        "step": step,
+        "momentum": momentum,
+        "factor": average_factor(momentum, step),
+        "running_before": at("running_mean", i - 1, 0.0),
+        "batch": at("batch_mean", i, 0.0),
+        "running_after": at("running_mean", i, 0.0),
+        "var_running_before": at("running_var", i - 1, 1.0),
+        "var_batch_biased": biased,
+        "var_batch_unbiased": biased * m / (m - 1) if m > 1 else math.nan,
+        "var_running_after": at("running_var", i, 1.0),
+        "m": m,
+        "keras_momentum": keras_momentum(momentum),
+    }

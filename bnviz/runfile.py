@@ -380,7 +380,7 @@ def _from_dict(d) -> Run:
         if isinstance(ev[name], list) and len(ev[name]) != m:
             raise _invalid(f"eval {name} must hold one per eval step ({m}); found {len(ev[name])}")
         setattr(run, name, _decode(ev[name], (m,), name).tolist())
-    run.changes = _changes(d["changes"], config, n)
+    _changes(run, d["changes"], n)
     if twin is not None:
         run.twin = _twin(twin, config)
     return run
@@ -470,14 +470,15 @@ def _load_snapshots(snaps: LayerSnapshots, d, info: LayerInfo, n: int) -> None:
     snaps.saturated_fraction = _decode(d["saturated_fraction"], (s,), what).tolist()
 
 
-def _changes(changes, config: TrainConfig, n: int) -> list[dict]:
+def _changes(run: Run, changes, n: int) -> None:
     """Mid-run changes, each checked as Trainer.set checks it: a live field and a valid value,
     in order of step (1 to n + 1: a change applies from the next step), and the value it
-    replaced is the one in force."""
+    replaced is the one in force (tracked here as the file is read: run.setting_at would
+    read all the changes so far at each one, quadratic in a hostile file's 10,000)."""
     if not isinstance(changes, list) or len(changes) > MAX_CHANGES:
         raise _invalid(f"changes must be a list of at most {MAX_CHANGES}")
+    config, first = run.config, 1
     in_force = {name: getattr(config, name) for name in LIVE_FIELDS}
-    checked, first = [], 1
     for i, change in enumerate(changes):
         what = f"changes[{i}]"
         step, name, old, new = (_fields(change, CHANGE_KEYS, what)[k] for k in CHANGE_KEYS)
@@ -495,6 +496,5 @@ def _changes(changes, config: TrainConfig, n: int) -> list[dict]:
                 raise _invalid(f"{what}: {name} cannot be {_quote(value)}") from None
         if old != in_force[name]:
             raise _invalid(f"{what} old must be {in_force[name]!r}, the {name} in force")
+        run.changes.append({"step": step, "field": name, "old": old, "new": new})
         in_force[name], first = new, step
-        checked.append({"step": step, "field": name, "old": old, "new": new})
-    return checked

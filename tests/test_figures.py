@@ -12,7 +12,9 @@ from conftest import SMALL
 from bnviz import Lockstep, Run, TrainConfig, Trainer
 from bnviz import figures as F
 from bnviz import plot as P
+from bnviz.batchnorm import effective_window
 from bnviz.measure import BatchNoise
+from bnviz.record import momentum_numbers
 
 CONFIG = TrainConfig(**SMALL)
 SWITCH = 20  # the twins change lr, momentum and batch size from step SWITCH + 1 on
@@ -472,26 +474,26 @@ def test_momentum_numbers_satisfy_the_recorded_ema_before_and_after_changes(twin
     main = twins[0]
     for layer in range(len(main.layers)):
         for i in range(main.num_steps):
-            numbers = F.momentum_numbers(main, layer, 1, i)
+            numbers = momentum_numbers(main, layer, 1, i)
             _check_ema(numbers)
-    first = F.momentum_numbers(main, 1, 1, 0)
+    first = momentum_numbers(main, 1, 1, 0)
     assert (first["step"], first["running_before"], first["var_running_before"]) == (1, 0.0, 1.0)
-    before = F.momentum_numbers(main, 1, 1, SWITCH - 1)
+    before = momentum_numbers(main, 1, 1, SWITCH - 1)
     assert (before["momentum"], before["factor"], before["keras_momentum"]) == (0.1, 0.1, 0.9)
     assert before["m"] == 32 * 14 * 14  # block2 of 28x28 images is 14x14
-    after = F.momentum_numbers(main, 1, 1, -1)
+    after = momentum_numbers(main, 1, 1, -1)
     assert after["momentum"] is None and after["keras_momentum"] is None
     assert after["factor"] == 1 / CONFIG.steps and after["m"] == 16 * 14 * 14
     assert after["var_batch_unbiased"] == pytest.approx(
         after["var_batch_biased"] * after["m"] / (after["m"] - 1)
     )
     with pytest.raises(ValueError, match="no running statistics"):
-        F.momentum_numbers(twins[1], 0, 0)
+        momentum_numbers(twins[1], 0, 0)
 
 
 def test_momentum_numbers_cumulative_from_the_start():
     run = _stepped(3, momentum=None)
-    numbers = [F.momentum_numbers(run, 0, 0, i) for i in range(3)]
+    numbers = [momentum_numbers(run, 0, 0, i) for i in range(3)]
     assert [n["factor"] for n in numbers] == [1.0, 0.5, 1 / 3]
     assert numbers[0]["running_after"] == pytest.approx(numbers[0]["batch"])
     for n in numbers:
@@ -499,10 +501,10 @@ def test_momentum_numbers_cumulative_from_the_start():
 
 
 def test_effective_window():
-    assert F.effective_window(0.1, 50) == 10
-    assert F.effective_window(None, 50) == 50
-    assert F.effective_window(1.0, 50) == 1
-    assert F.effective_window(0.0, 50) == math.inf
+    assert effective_window(0.1, 50) == 10
+    assert effective_window(None, 50) == 50
+    assert effective_window(1.0, 50) == 1
+    assert effective_window(0.0, 50) == math.inf
 
 
 # ---------------------------------------------------------------- markers, size, edge cases
@@ -595,8 +597,8 @@ def test_every_figure_works_for_one_step_and_zero_steps(tiny_runs, name):
         if label == "0 steps" and name not in ("accuracy", "eval_gap"):
             assert any("no " in t for t in _annotations(fig)), (name, label)
     with pytest.raises(ValueError, match="no steps"):
-        F.momentum_numbers(tiny_runs["0 steps"], 0, 0)
-    one = F.momentum_numbers(tiny_runs["1 step"], 0, 0)
+        momentum_numbers(tiny_runs["0 steps"], 0, 0)
+    one = momentum_numbers(tiny_runs["1 step"], 0, 0)
     assert one["factor"] == 0.1 and one["running_before"] == 0.0
 
 

@@ -53,7 +53,7 @@ def test_table_numbers_are_the_runs_numbers(results):
         assert row["acc"] == common.pct(run["final_acc"])
         assert row["loss"] == f"{run['final_loss']:.3f}"
         if norm == "batch":
-            assert row["gap"] == common.pp(run["final_acc_batch"] - run["final_acc"])
+            assert row["gap"] == common.signed_points(run["final_acc_batch"] - run["final_acc"])
         else:
             assert run["final_acc_batch"] == run["final_acc"]  # no running statistics
     table = SCENARIO.figures(results)[2].data[0]

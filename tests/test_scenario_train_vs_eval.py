@@ -109,8 +109,8 @@ def test_explain_quotes_measured_numbers(results):
     for key in ("acc_eval", "acc_train_single", "acc_train_batch"):
         assert common.pct(single[key]) in text
     for g in results[EVAL_LABEL]["gap"]:
-        assert common.pp(g) in text
-    assert common.pp(results["train at batch 4"]["gap"]) in text
+        assert common.signed_points(g) in text
+    assert common.signed_points(results["train at batch 4"]["gap"]) in text
     assert "The gap's size grew as the batch shrank" in text
 
 
@@ -131,7 +131,7 @@ def test_action_on_the_live_network_and_live_text(small_trainer):
     run = small_trainer.run
     text = SCENARIO.explain({}, run, None)
     gap = run.acc_batch_stats[-1] - run.acc_running_stats[-1]
-    assert common.pp(gap) in text and f"at step {run.eval_steps[-1]}" in text
+    assert common.signed_points(gap) in text and f"at step {run.eval_steps[-1]}" in text
 
 
 def test_explain_before_the_first_step_and_without_a_run():

@@ -64,3 +64,34 @@ def test_the_data_sets_are_listed_once():
 
     assert datasets.REAL_DATASETS == tuple(n for n in config.DATASETS if n != "shapes")
     assert "DATASETS = (" not in (PACKAGE / "datasets.py").read_text()
+
+
+def _imports(tree: ast.Module) -> set[str]:
+    """What a module imports, as 'module' or 'module.name' (relative imports by their name)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            found.add(node.module or "")
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def test_figures_draw_from_the_record_alone():
+    """Figures know a run by its record: nothing from the trainer or the model (the record
+    carries the histogram image count and each block's side)."""
+    imported = _imports(ast.parse((PACKAGE / "figures.py").read_text()))
+    assert not {m for m in imported if m.split(".")[0] in ("trainer", "model", "torch")}
+
+
+def test_each_module_keeps_to_its_one_job():
+    modules = _modules()
+    # the record holds and reads numbers; the file format, disk and upload checks are runfile's
+    assert not _imports(modules["bnviz/record.py"]) & {"json", "os", "uuid", "re"}
+    # figures are the figures: every public function draws one, the kit is plot.py's
+    figures = modules["bnviz/figures.py"]
+    public = [n.name for n in figures.body if isinstance(n, ast.FunctionDef)]
+    public = [name for name in public if not name.startswith("_")]
+    assert public and all(name.endswith("_figure") for name in public)
+    assert not [n for n in figures.body if isinstance(n, ast.ClassDef)]

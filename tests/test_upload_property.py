@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from bnviz import Run, TrainConfig, Trainer
 from bnviz import figures as F
+from bnviz.record import momentum_numbers
 
 # What a number in the file may become: edge values of float32, the format's non-finite
 # strings, other types.
@@ -148,7 +149,7 @@ def test_every_file_from_json_accepts_renders_every_figure(saved):
                 except Exception as e:
                     raise AssertionError(f"{name} figure of an accepted file: {e!r}") from e
             if r.num_steps and r.layers[0].has_running_stats:
-                F.momentum_numbers(r, 0, 0)
+                momentum_numbers(r, 0, 0)
 
     check()
     assert outcomes["accepted"] and outcomes["refused"], outcomes  # both kinds were tried

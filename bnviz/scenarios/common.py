@@ -92,12 +92,12 @@ def pct(value: float | None) -> str:
     return f"{100 * value:.1f}%" if _finite(value) else "n/a"
 
 
-def pp(value: float | None) -> str:
+def signed_points(value: float | None) -> str:
     """A difference of accuracies in signed percentage points ('+3.1 pp'), or 'n/a'."""
     return f"{100 * value:+.1f} pp" if _finite(value) else "n/a"
 
 
-def pts(value: float | None) -> str:
+def points(value: float | None) -> str:
     """A size of a difference of accuracies in percentage points (unsigned), or 'n/a'."""
     return f"{100 * abs(value):.1f} pp" if _finite(value) else "n/a"
 
@@ -151,15 +151,6 @@ def mean_rows(rows: list[list[float]]) -> np.ndarray:
 
 
 # --- runs ----------------------------------------------------------------------------------
-
-
-def in_force(run, field: str):
-    """The value of batch_size, lr, eps or momentum in force at the run's latest step."""
-    value = getattr(run.config, field)
-    for change in run.changes:
-        if change["field"] == field:
-            value = change["new"]
-    return value
 
 
 def loss_curve(run: Run, points: int = CURVE_POINTS) -> tuple[list[int], list[float]]:

@@ -22,7 +22,6 @@ from .common import (
     clean,
     clean_list,
     finish,
-    in_force,
     lr_text,
     note,
     num,
@@ -589,7 +588,7 @@ def _explain_live(run: Run | None, twin: Run | None) -> list[str]:
     if run is None or not run.eval_steps or run.num_steps == 0:
         return []
     text = (
-        f"**Live run** (lr {lr_text(in_force(run, 'lr'))}, {run.config.optimizer}), "
+        f"**Live run** (lr {lr_text(run.setting_at('lr'))}, {run.config.optimizer}), "
         f"{run.num_steps} steps so far: the main network "
         f"({NORM_NAMES.get(run.config.norm, run.config.norm)}) was at "
         f"{pct(run.acc_running_stats[-1])} test accuracy at step {run.eval_steps[-1]}"

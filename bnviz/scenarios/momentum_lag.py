@@ -17,7 +17,7 @@ from ..record import Run
 from ..series import stride
 from ..trainer import Trainer
 from .base import Action, Scenario, job
-from .common import clean_list, finish, in_force, note, num, pct, subplots
+from .common import clean_list, finish, note, num, pct, subplots
 
 MOMENTA = (0.01, 0.1, 0.9, None)
 RUN = dict(widths=(8, 16, 32), batch_size=32, steps=300, lr=0.05, seed=0)
@@ -306,7 +306,7 @@ def _explain_jobs(results: dict) -> list[str]:
 def _explain_live(run: Run | None) -> list[str]:
     if run is None or run.num_steps == 0 or run.config.norm != "batch":
         return []
-    momentum = in_force(run, "momentum")
+    momentum = run.setting_at("momentum")
     layer = len(run.layers) - 1
     running = run.layer_stat(layer, "running_mean")
     batch = run.layer_stat(layer, "batch_mean")

@@ -83,7 +83,9 @@ def table_rows(results: dict) -> list[dict]:
             acc = " / ".join(common.pct(r["final_acc"]) for r in runs)
             loss = " / ".join(f"{r['final_loss']:.3f}" for r in runs)
             if norm == "batch":
-                gap = " / ".join(common.pp(r["final_acc_batch"] - r["final_acc"]) for r in runs)
+                gap = " / ".join(
+                    common.signed_points(r["final_acc_batch"] - r["final_acc"]) for r in runs
+                )
             else:
                 gap = "none: no running statistics"
             seeds = ", ".join(str(r["seed"]) for r in runs)
@@ -213,18 +215,20 @@ def _results_text(groups: dict[str, list[dict]]) -> str:
     spread = _spread(groups)
     if np.isfinite(spread):
         text += (
-            f" Two seeds of the same normalization differed by up to {common.pts(spread)}, so "
+            f" Two seeds of the same normalization differed by up to {common.points(spread)}, so "
             "smaller differences than that are not resolved at this scale."
         )
     if "batch" in groups and "none" in groups:
         diff = _mean_acc(groups["batch"]) - _mean_acc(groups["none"])
         if np.isfinite(spread) and abs(diff) <= spread:
-            text += f" BatchNorm against none: {common.pp(diff)}, within that spread."
+            text += f" BatchNorm against none: {common.signed_points(diff)}, within that spread."
         else:
             better = "better" if diff > 0 else "worse"
-            text += f" BatchNorm did {common.pts(diff)} {better} than no normalization."
+            text += f" BatchNorm did {common.points(diff)} {better} than no normalization."
     if "batch" in groups:
-        gaps = " / ".join(common.pp(r["final_acc_batch"] - r["final_acc"]) for r in groups["batch"])
+        gaps = " / ".join(
+            common.signed_points(r["final_acc_batch"] - r["final_acc"]) for r in groups["batch"]
+        )
         text += (
             f" Only BatchNorm depends on the batch: its test accuracy with batch statistics minus "
             f"eval mode was {gaps}; the others compute the same thing in both modes."

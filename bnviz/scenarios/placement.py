@@ -189,24 +189,24 @@ def _compare(rows: list[dict], activation: str) -> str:
         text += " Both placements ended at the same test accuracy."
     elif spread and abs(mean_diff) <= max(spread):
         text += (
-            f" BN {winner} did better by {common.pts(mean_diff)} on average, but two seeds of "
-            f"the same placement differed by up to {common.pts(max(spread))}: at this scale the "
+            f" BN {winner} did better by {common.points(mean_diff)} on average, but two seeds of "
+            f"the same placement differed by up to {common.points(max(spread))}: at this scale the "
             "two placements are not told apart."
         )
     elif len(common_seeds) > 1 and consistent:
         text += (
-            f" BN {winner} beat BN {loser} with every seed, by {common.pts(mean_diff)} on "
+            f" BN {winner} beat BN {loser} with every seed, by {common.points(mean_diff)} on "
             "average"
             + (
                 f", more than two seeds of the same placement differed (up to "
-                f"{common.pts(max(spread))})."
+                f"{common.points(max(spread))})."
                 if spread
                 else "."
             )
         )
     else:
         text += (
-            f" BN {winner} did better by {common.pts(mean_diff)} on average, but not with "
+            f" BN {winner} did better by {common.points(mean_diff)} on average, but not with "
             "every seed."
         )
     return text

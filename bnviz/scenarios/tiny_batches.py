@@ -18,7 +18,6 @@ from .base import Scenario, job
 from .common import (
     clean,
     finish,
-    in_force,
     note,
     num,
 )
@@ -259,7 +258,7 @@ def _explain_live(run: Run | None, twin: Run | None) -> list[str]:
         return []
     name = NORM_NAMES.get(run.config.norm, run.config.norm)
     text = (
-        f"**Live run** (batch {in_force(run, 'batch_size')}, {run.num_steps} steps): {name} "
+        f"**Live run** (batch {run.setting_at('batch_size')}, {run.num_steps} steps): {name} "
         f"{err(1 - run.acc_running_stats[-1])} test error at step {run.eval_steps[-1]} in eval mode"
     )
     if run.config.norm == "batch":

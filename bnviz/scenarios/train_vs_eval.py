@@ -387,7 +387,7 @@ def _single_text(r: dict) -> str:
 
 def _sweep_text(sweep: dict, rows: list[dict]) -> str:
     sizes, gaps = sweep["batch_sizes"], sweep["gap"]
-    series = ", ".join(f"{b}: {common.pp(g)}" for b, g in zip(sizes, gaps))
+    series = ", ".join(f"{b}: {common.signed_points(g)}" for b, g in zip(sizes, gaps))
     text = (
         "**The gap against batch size.** The same network evaluated with batch statistics "
         f"from test batches of each size, minus eval mode ({common.pct(sweep['acc_running'][0])}"
@@ -396,24 +396,26 @@ def _sweep_text(sweep: dict, rows: list[dict]) -> str:
     small, large = int(np.argmin(sizes)), int(np.argmax(sizes))
     if abs(gaps[small]) > abs(gaps[large]):
         text += (
-            f" The gap's size grew as the batch shrank: {common.pp(gaps[large])} at batch "
-            f"{sizes[large]}, {common.pp(gaps[small])} at batch {sizes[small]}, because the "
-            "statistics of a few images scatter far from the statistics of the data."
+            f" The gap's size grew as the batch shrank: {common.signed_points(gaps[large])} at "
+            f"batch {sizes[large]}, {common.signed_points(gaps[small])} at batch {sizes[small]}, "
+            "because the statistics of a few images scatter far from the statistics of the data."
         )
     if gaps[large] > 0:
         text += (
             f" At batch {sizes[large]} the batch statistics did better than the running "
-            f"averages ({common.pp(gaps[large])}): a sign that the running averages, which still "
-            "mix in statistics of earlier weights, lag behind the network."
+            f"averages ({common.signed_points(gaps[large])}): a sign that the running averages, "
+            "which still mix in statistics of earlier weights, lag behind the network."
         )
     else:
         text += (
-            f" Here the gap did not grow as the batch shrank ({common.pp(gaps[large])} at batch "
-            f"{sizes[large]}, {common.pp(gaps[small])} at batch {sizes[small]})."
+            f" Here the gap did not grow as the batch shrank ({common.signed_points(gaps[large])} "
+            f"at batch {sizes[large]}, {common.signed_points(gaps[small])} at batch "
+            f"{sizes[small]})."
         )
     if rows:
         series = ", ".join(
-            f"{r['batch_size']}: {common.pp(r['gap'])} ({common.pct(r['acc_running'])} eval)"
+            f"{r['batch_size']}: {common.signed_points(r['gap'])} "
+            f"({common.pct(r['acc_running'])} eval)"
             for r in rows
         )
         text += (
@@ -456,7 +458,7 @@ def _live_text(run) -> str:
     return (
         f"In the live run (batch {run.config.batch_size}), at step {run.eval_steps[-1]}: "
         f"{common.pct(running)} in eval mode, {common.pct(batch)} with batch statistics of "
-        f"batch {run.config.batch_size}, a gap of {common.pp(batch - running)}."
+        f"batch {run.config.batch_size}, a gap of {common.signed_points(batch - running)}."
     )
 
 

@@ -8,6 +8,8 @@ import math
 import streamlit as st
 
 from ... import figures
+from ...batchnorm import effective_window
+from ...record import momentum_numbers
 from ..controls import plain
 from ..session import Frame
 from .common import chart, pick_channel, pick_layer, pick_step, secondary_chart
@@ -66,13 +68,13 @@ def render(frame: Frame) -> None:
     chart(figures.running_stats_figure(run, layer, channel), "running_stats")
     info = run.layers[layer]
     if info.has_running_stats:
-        numbers = figures.momentum_numbers(run, layer, channel, index)
+        numbers = momentum_numbers(run, layer, channel, index)
         left, right = st.columns([3, 1])
         with left:
             # plain(): a replayed run's names come from a file (checked, but never markdown)
             st.markdown(f"**The update at step {step}**, channel {channel} of {plain(info.name)}:")
             _formula(numbers)
-        window = figures.effective_window(numbers["momentum"], step)
+        window = effective_window(numbers["momentum"], step)
         right.metric(
             "Averaging window",
             "all steps so far"
