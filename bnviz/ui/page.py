@@ -20,7 +20,7 @@ from ..config import LIVE_FIELDS, TrainConfig
 from ..datasets import DatasetUnavailable
 from ..scenarios import FREE_PLAY, SCENARIOS
 from ..trainer import Lockstep
-from . import links, scenario_panel, sidebar
+from . import links, scenario_panel, sidebar, style
 from . import session as sessions
 from .controls import CONTROLS, DEFAULTS, LOCKED_VALUES, plain
 from .session import Frame, Session, structural_key
@@ -224,16 +224,16 @@ def _fork():
     session.go_on({field: value}, play=session.playing)
 
 
-def _go_on_buttons(session: Session, continue_column, fork_column):
+def _go_on_buttons(session: Session, row):
     """Continue (a run that ended) and Fork here (at the current step), in the button bar."""
     run, more = session.run, session.more_steps
-    continue_column.button(
+    row.button(
         f"Continue +{more}" if more else "Continue",
         key="continue",
         on_click=_continue,
         icon=":material/resume:",
         disabled=not session.can_go_on,
-        width="stretch",
+        width="content",
         help=(
             f"Train on from step {run.num_steps + 1}"
             + (f", with {more} more steps" if more else "")
@@ -242,11 +242,11 @@ def _go_on_buttons(session: Session, continue_column, fork_column):
         ),
     )
     live = session.replay is None and not session.error
-    with fork_column.popover(
+    with row.popover(
         "Fork here",
         icon=":material/call_split:",
         disabled=not live or (session.finished and not session.can_go_on),
-        width="stretch",
+        width="content",
         help="Branch the run at this step with one setting changed; the run so far stays drawn.",
     ):
         field = st.selectbox(
@@ -272,41 +272,41 @@ def _go_on_buttons(session: Session, continue_column, fork_column):
 
 def _buttons(session: Session):
     live = session.replay is None
-    cols = st.columns([1, 1, 1, 1, 1.2, 1.2, 0.6])
-    cols[0].button(
+    row = st.container(key="controls", horizontal=True, gap="small")
+    row.button(
         "Play",
         key="play",
         on_click=_play,
         icon=":material/play_arrow:",
         type="primary",
         disabled=not live or session.finished or session.playing,
-        width="stretch",
+        width="content",
     )
-    cols[1].button(
+    row.button(
         "Pause",
         key="pause",
         on_click=_pause,
         icon=":material/pause:",
         disabled=not live or not session.playing,
-        width="stretch",
+        width="content",
     )
-    cols[2].button(
+    row.button(
         f"Step {STEP_CHUNK}",
         key="step",
         on_click=_step,
         icon=":material/skip_next:",
         disabled=not live or session.finished,
-        width="stretch",
+        width="content",
     )
-    cols[3].button(
+    row.button(
         "Reset",
         key="reset",
         on_click=_reset,
         icon=":material/restart_alt:",
-        width="stretch",
+        width="content",
         help="Start again from the initial weights with the current settings.",
     )
-    _go_on_buttons(session, cols[4], cols[5])
+    _go_on_buttons(session, row)
 
 
 def _way_on(session: Session, config: TrainConfig):
@@ -503,6 +503,7 @@ def _page():
     links.share_link(sidebar.values(), scenario_id)
     session = _current_session(config, twin)
     session.touch()
+    style.inject(present=False)
     st.title("BatchNorm, live")
     if st.session_state["link_notes"]:
         st.error(
