@@ -118,8 +118,11 @@ def to_text(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value).lower()
 
 
-def link_query(values: dict, scenario: str | None, hidden: list[str], view: str | None) -> str:
-    """The query string that reproduces these settings (only what differs from defaults)."""
+def link_query(
+    values: dict, scenario: str | None, hidden: list[str], view: str | None, present: bool = False
+) -> str:
+    """The query string that reproduces these settings (only what differs from defaults), and
+    presenter mode."""
     params = {}
     if scenario:
         params["scenario"] = scenario
@@ -130,4 +133,6 @@ def link_query(values: dict, scenario: str | None, hidden: list[str], view: str 
         params["hide"] = ",".join(hidden)
     if view:
         params["view"] = view
+    if present:
+        params["present"] = "1"
     return urlencode(params, safe=",")

@@ -1,6 +1,6 @@
 """Scenario picking and shareable links: ?scenario=ID, any control by its widget key,
-?hide=eps,momentum and ?view=Gradients. Links are validated like widget input; what cannot be
-used is ignored with a visible note."""
+?hide=eps,momentum, ?view=Gradients and ?present=1 (presenter mode). Links are validated like
+widget input; what cannot be used is ignored with a visible note."""
 
 from __future__ import annotations
 
@@ -66,6 +66,12 @@ def apply_link(params: dict[str, str]) -> list[str]:
     st.session_state["hidden"] = sorted(
         set(st.session_state["hidden"]) | set(st.session_state["link_hidden"])
     )
+    present = params.pop("present", None)
+    if present is not None:
+        if present in ("1", "0"):
+            st.session_state["present"] = present == "1"
+        else:
+            notes.append(f"present must be 1 or 0; got {quote(present)}")
     view = params.pop("view", None)
     if view is not None:
         if view in VIEWS:
@@ -105,7 +111,11 @@ def share_link(values: dict, scenario: str) -> None:
     keeps the scenario, the view and the settings."""
     hidden = st.session_state.get("hidden", [])
     query = controls.link_query(
-        values, None if scenario == FREE_PLAY else scenario, hidden, st.session_state.get("view")
+        values,
+        None if scenario == FREE_PLAY else scenario,
+        hidden,
+        st.session_state.get("view"),
+        st.session_state.get("present", False),
     )
     wanted = dict(parse_qsl(query))
     if st.query_params.to_dict() != wanted:  # only a change reaches the browser

@@ -20,12 +20,12 @@ from ..config import LIVE_FIELDS, TrainConfig
 from ..datasets import DatasetUnavailable
 from ..scenarios import FREE_PLAY, SCENARIOS
 from ..trainer import Lockstep
-from . import links, scenario_panel, sidebar, style
+from . import keys, links, scenario_panel, sidebar, style
 from . import session as sessions
 from .controls import CONTROLS, DEFAULTS, LOCKED_VALUES, plain
 from .session import Frame, Session, structural_key
 from .views import activations, export, gradients, running_stats, theory, train_eval, training
-from .views.common import new_redraw
+from .views.common import new_redraw, presenting
 
 # Threads. Every viewer of a server is a thread of one process, and all training runs on the
 # worker's threads, one per available core (bnviz/cache.py), so that at most that many
@@ -307,6 +307,8 @@ def _buttons(session: Session):
         help="Start again from the initial weights with the current settings.",
     )
     _go_on_buttons(session, row)
+    with row.popover(":material/keyboard:", help="Keyboard shortcuts", key="keys"):
+        st.markdown(keys.HELP)
 
 
 def _way_on(session: Session, config: TrainConfig):
@@ -364,7 +366,8 @@ def _status(frame: Frame):
     elif frame.replay is None and frame.steps_per_second:
         text += f" · {frame.steps_per_second:.0f} steps/s"
     st.markdown(text)
-    st.caption(describe(run.config_at()))
+    if not presenting():  # the settings are a click away, in the sidebar
+        st.caption(describe(run.config_at()))
     if state in ("diverged", "failed"):
         st.error(plain(frame.session.error or run.message), icon=":material/error:")
     twin = frame.twin
@@ -488,7 +491,14 @@ def _restore_controls() -> None:
 
 
 def main():
-    st.set_page_config(page_title="bnviz: BatchNorm, live", page_icon="📊", layout="wide")
+    # presenter mode starts with the sidebar folded away (its controls one click off)
+    present = st.session_state.get("present", st.query_params.get("present") == "1")
+    st.set_page_config(
+        page_title="bnviz: BatchNorm, live",
+        page_icon="📊",
+        layout="wide",
+        initial_sidebar_state="collapsed" if present else "auto",
+    )
     _page()
 
 
@@ -499,12 +509,21 @@ def _page():
         st.session_state["link_notes"] = links.apply_link(dict(st.query_params))
     _restore_controls()
     scenario_id = links.scenario_picker()
+    st.session_state.setdefault("present", False)
+    st.sidebar.toggle(
+        "Presenter mode",
+        key="present",
+        help="For a projector: large type, the open view's chart on the first screen, a "
+        "scenario's takeaway with its explanation one click away. The link includes it.",
+    )
     config, twin, refused = _settings(set(st.session_state.get("hidden", [])))
     links.share_link(sidebar.values(), scenario_id)
     session = _current_session(config, twin)
     session.touch()
-    style.inject(present=False)
-    st.title("BatchNorm, live")
+    style.inject(present=st.session_state["present"])
+    keys.inject()
+    if not st.session_state["present"]:
+        st.title("BatchNorm, live")
     if st.session_state["link_notes"]:
         st.error(
             "Some settings in the link were ignored: " + "; ".join(st.session_state["link_notes"])

@@ -10,7 +10,7 @@ from ..cache import worker
 from ..scenarios import Results, Scenario
 from .controls import plain
 from .session import Frame, queue_text
-from .views.common import chart
+from .views.common import chart, presenting
 
 
 def _cancelled() -> set:
@@ -97,19 +97,37 @@ def _actions(scenario: Scenario, session: Frame) -> None:
             st.markdown(action.render(store[key]))
 
 
-def render(scenario: Scenario, session: Frame) -> None:
+def render(scenario: Scenario, frame: Frame) -> None:
+    """The scenario's question, explanation, experiments and actions. The explanation folds
+    away (a phone); in presenter mode it starts folded, under a two-line takeaway in large
+    type that quotes the key measured number."""
     done, missing, errors = results(scenario)
-    with st.container(border=True):
+    present = presenting()
+    with st.container(border=True, key="scenario_panel"):
         st.markdown(f"#### {scenario.title}")
-        st.caption(scenario.summary)
-        st.markdown(scenario.explain(done, session.run, session.twin))
-        for label, message in errors.items():
-            st.error(f"{label}: this experiment failed ({plain(message)}).")
-        _progress(scenario, done, missing)
-        figures = scenario.figures(done)
-        for row in range(0, len(figures), 2):
-            cols = st.columns(2)
-            for col, (i, figure) in zip(cols, enumerate(figures[row : row + 2], start=row)):
-                with col:
-                    chart(figure, f"scenario_{i}")
-        _actions(scenario, session)
+        takeaway = (
+            getattr(scenario, "takeaway", lambda *_: "")(done, frame.run, frame.twin)
+            if present
+            else ""
+        )
+        if takeaway:
+            with st.container(key="takeaway"):
+                st.markdown(takeaway)
+        else:
+            st.caption(scenario.summary)
+        with st.expander(
+            "The full explanation" if present else "Explanation", expanded=not present
+        ):
+            if present:
+                st.caption(scenario.summary)
+            st.markdown(scenario.explain(done, frame.run, frame.twin))
+            for label, message in errors.items():
+                st.error(f"{label}: this experiment failed ({plain(message)}).")
+            _progress(scenario, done, missing)
+            figures = scenario.figures(done)
+            for row in range(0, len(figures), 2):
+                cols = st.columns(2)
+                for col, (i, figure) in zip(cols, enumerate(figures[row : row + 2], start=row)):
+                    with col:
+                        chart(figure, f"scenario_{i}")
+            _actions(scenario, frame)

@@ -149,3 +149,14 @@ def pick_step(steps: Sequence[int], key: str, label: str, where=st) -> tuple[int
             help=f"Follow the newest step ({latest}) again.",
         )
     return step, state.pinned is not None
+
+
+def presenting() -> bool:
+    """Whether the page is in presenter mode (?present=1, or the sidebar's toggle)."""
+    return bool(st.session_state.get("present", False))
+
+
+def pair() -> tuple:
+    """Two places for charts: side by side, or one above the other in presenter mode, where
+    the open view's main chart takes the whole width of a projector."""
+    return (st.container(), st.container()) if presenting() else tuple(st.columns(2))

@@ -9,7 +9,7 @@ from ... import figures
 from ...config import NORM_NAMES
 from ...record import Run
 from ..session import Frame
-from .common import chart, secondary_chart
+from .common import chart, pair, secondary_chart
 
 RECENT_STEPS = 20  # the caption's medians are over this many latest steps
 
@@ -44,7 +44,7 @@ def measured(run: Run, twin: Run | None) -> str:
 
 
 def render(frame: Frame) -> None:
-    left, right = st.columns(2)
+    left, right = pair()
     with left:
         chart(figures.grad_norm_figure(frame.run, frame.twin), "grad_norm")
     with right:

@@ -8,7 +8,7 @@ import streamlit as st
 
 from ... import figures
 from ..session import Frame
-from .common import chart, secondary_chart
+from .common import chart, pair, presenting, secondary_chart
 
 
 def _latest(values: list[float]) -> str:
@@ -24,6 +24,19 @@ def _measured(run) -> str:
 
 def render(frame: Frame) -> None:
     run, twin = frame.run, frame.twin
+    if not presenting():  # in presenter mode the charts come first, on the projector's screen
+        _metrics(run, twin)
+    left, right = pair()
+    with left:
+        chart(figures.loss_figure(run, twin), "loss")
+    with right:
+        secondary_chart(frame, "accuracy", lambda: figures.accuracy_figure(run, twin))
+    if presenting():
+        _metrics(run, twin)
+    _caption()
+
+
+def _metrics(run, twin) -> None:
     cols = st.columns(4 if twin else 3)
     if run.num_steps:
         cols[0].metric(
@@ -52,11 +65,9 @@ def render(frame: Frame) -> None:
             _latest(twin.acc_running_stats),
             help="Eval mode, like the main network's. " + cadence,
         )
-    left, right = st.columns(2)
-    with left:
-        chart(figures.loss_figure(run, twin), "loss")
-    with right:
-        secondary_chart(frame, "accuracy", lambda: figures.accuracy_figure(run, twin))
+
+
+def _caption() -> None:
     st.caption(
         "Solid: the main network. Dashed: its twin, trained on the same batches from the same "
         "initial weights, differing only in normalization."
