@@ -114,3 +114,27 @@ def test_a_links_hide_lock_survives_picking_another_scenario():
     at.selectbox(key="scenario").set_value("momentum-lag").run()
     assert "eps" in at.session_state["hidden"]
     assert "eps" not in {w.key for w in at.get("select_slider")}
+
+
+def test_presenter_mode_from_a_link_and_the_toggle_composes_and_stays_in_the_link():
+    at = open_app(scenario="high-lr", present="1", view="Gradients", hide="eps")
+    assert at.session_state["present"] is True
+    assert at.session_state["view"] == "Gradients"
+    assert "eps" in at.session_state["hidden"]
+    copied = " ".join(c.value for c in at.code)
+    for part in ("present=1", "scenario=high-lr", "view=Gradients", "hide=eps"):
+        assert part in copied
+    assert at.query_params["present"] in ("1", ["1"])
+    # presenter mode: no page title; the scenario's explanation folds under its takeaway
+    assert not [t for t in at.title if "BatchNorm, live" in t.value]
+    assert [e for e in at.expander if e.label == "The full explanation"]
+    at.toggle(key="present").set_value(False).run()
+    assert "present" not in at.query_params
+    assert [t for t in at.title if "BatchNorm, live" in t.value]
+    assert [e for e in at.expander if e.label == "Explanation"]
+
+
+def test_a_bad_present_value_is_ignored_with_a_note():
+    at = open_app(present="yes")
+    assert at.session_state["present"] is False
+    assert "present must be 1 or 0" in text(at)
