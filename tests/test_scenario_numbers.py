@@ -1,5 +1,6 @@
 """Every number in a scenario's text comes from somewhere: its results, the live run (or its
-twin, or their configs), or a named published constant; none is typed into the text."""
+twin, or their configs), or a named published constant; none is typed into the text. The same
+holds for its presenter-mode takeaway, which quotes only numbers its explanation quotes."""
 
 import gzip
 import json
@@ -132,12 +133,14 @@ def other_runs():
     return _live(1)
 
 
-def unaccounted(scenario, results: dict, run, twin) -> list[str]:
-    """The numbers in the scenario's text that come from none of its sources."""
+def unaccounted(scenario, results: dict, run, twin, write=None) -> list[str]:
+    """The numbers in the scenario's text (`write`: its explain, or its takeaway) that come
+    from none of its sources."""
     import importlib
 
-    text = scenario.explain(results, run, twin).replace("−", "-")
-    module = importlib.import_module(scenario.explain.__module__)
+    write = write or scenario.explain
+    text = write(results, run, twin).replace("−", "-")
+    module = importlib.import_module(write.__module__)
     allowed = set(ALLOWED["*"])
     sources = _numbers(results) + _run_numbers(run) + _run_numbers(twin) + _numbers(ENGINE)
     for name in ALLOWED.get(scenario.id, ()):
@@ -197,19 +200,17 @@ def _tokens(text: str) -> set[str]:
     return {m[0] for m in NUMBER.finditer(text.replace("−", "-"))}
 
 
-def constant(scenario, results: dict, runs, other_runs) -> list[str]:
-    """The numbers of the scenario's text that stay the same when every measurement changes
-    (the results perturbed, another live run) and are none of its constants: the allowed
-    ones, the runs' configs, the jobs' arguments, the engine's; and for integers the steps,
-    seeds, sizes and counts of the results and runs."""
+def constant(scenario, results: dict, runs, other_runs, write=None) -> list[str]:
+    """The numbers of the scenario's text (`write`: its explain, or its takeaway) that stay the
+    same when every measurement changes (the results perturbed, another live run) and are
+    none of its constants: the allowed ones, the runs' configs, the jobs' arguments, the
+    engine's; and for integers the steps, seeds, sizes and counts of the results and runs."""
     import importlib
 
-    texts = [
-        scenario.explain(_perturbed(results, seed), *live)
-        for seed, live in ((1, other_runs), (2, runs))
-    ]
+    write = write or scenario.explain
+    texts = [write(_perturbed(results, seed), *live) for seed, live in ((1, other_runs), (2, runs))]
     fixed = _tokens(texts[0]) & _tokens(texts[1])
-    module = importlib.import_module(scenario.explain.__module__)
+    module = importlib.import_module(write.__module__)
     allowed = set(ALLOWED["*"])
     sources = _numbers([r.config for r in (*runs, *other_runs)]) + _numbers(ENGINE)
     sources += _numbers([job.kwargs for job in scenario.jobs()])
@@ -223,7 +224,7 @@ def constant(scenario, results: dict, runs, other_runs) -> list[str]:
     integers = [x for x in integers if math.isfinite(x) and x.is_integer()]
     sources = np.array([s for s in sources if math.isfinite(s)], dtype=np.float64)
     out = []
-    text = scenario.explain(results, *runs)
+    text = write(results, *runs)
     for match in NUMBER.finditer(text.replace("−", "-")):
         token, percent = match[1].replace(",", ""), bool(match[2])
         if match[0] not in fixed or token in allowed:
@@ -242,3 +243,51 @@ def test_no_measured_number_is_typed_into_a_scenario_text(scenario_id, runs, oth
     results = _shipped_results(scenario)
     for given in (results, {}):
         assert constant(scenario, given, runs, other_runs) == [], (scenario_id, bool(given))
+
+
+# --- the takeaways (presenter mode): two short lines from the explanation's own numbers -----
+
+TAKEAWAY_CHARS = 160  # as shown: bold markers not counted
+# a sentence ends at . ! ? or … before a space or the end ("0.256", "1e-3" and "et al." do not)
+SENTENCE_END = re.compile(r"(?<! al)[.!?…](?=\s|$)")
+
+
+@pytest.mark.parametrize("scenario_id", SCENARIOS)
+def test_a_takeaway_is_two_short_sentences_of_the_explanations_numbers(scenario_id, runs):
+    scenario = SCENARIOS[scenario_id]
+    results = _shipped_results(scenario)
+    assert results or not scenario.jobs(), f"{scenario_id}: no shipped results to read"
+    text = scenario.takeaway(results, *runs)
+    shown = text.replace("**", "")
+    assert shown.strip(), scenario_id
+    assert len(shown) <= TAKEAWAY_CHARS, (scenario_id, len(shown), text)
+    assert 1 <= len(SENTENCE_END.findall(shown)) <= 2 and shown.rstrip()[-1] in ".!?…", text
+    # every number it quotes is one its explanation quotes for the same results and runs
+    explained = _tokens(scenario.explain(results, *runs))
+    assert _tokens(text) <= explained, (scenario_id, _tokens(text) - explained, text)
+
+
+@pytest.mark.parametrize("scenario_id", SCENARIOS)
+def test_a_takeaway_quotes_no_number_before_its_results(scenario_id, runs):
+    scenario = SCENARIOS[scenario_id]
+    text = scenario.takeaway({}, None, None)
+    assert not _tokens(text), (scenario_id, text)
+    if scenario.jobs():  # the live run alone does not make a takeaway of the experiments
+        text = scenario.takeaway({}, *runs)
+        assert text.strip() and not _tokens(text), (scenario_id, text)
+
+
+@pytest.mark.parametrize("scenario_id", SCENARIOS)
+def test_every_number_in_a_takeaway_has_a_source(scenario_id, runs):
+    scenario = SCENARIOS[scenario_id]
+    run, twin = runs
+    assert unaccounted(scenario, {}, run, twin, scenario.takeaway) == [], scenario_id
+
+
+@pytest.mark.parametrize("scenario_id", SCENARIOS)
+def test_no_measured_number_is_typed_into_a_takeaway(scenario_id, runs, other_runs):
+    scenario = SCENARIOS[scenario_id]
+    results = _shipped_results(scenario)
+    for given in (results, {}):
+        found = constant(scenario, given, runs, other_runs, scenario.takeaway)
+        assert found == [], (scenario_id, bool(given))

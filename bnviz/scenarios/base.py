@@ -68,5 +68,9 @@ class Scenario:
     jobs: Callable[[], list[Job]] = list  # the experiments beyond the live run
     figures: Callable[[Results], list[go.Figure]] = lambda results: []
     explain: Callable[[Results, Run, Run | None], str] = lambda results, run, twin: ""
+    # presenter mode: at most two short sentences (about 160 characters) with the main finding
+    # and its key measured number, from the same numbers and verdicts as `explain`; with no
+    # results yet, a line that claims no number ("Measuring…")
+    takeaway: Callable[[Results, Run, Run | None], str] = lambda results, run, twin: ""
     actions: tuple[Action, ...] = ()
     hidden: tuple[str, ...] = ()

@@ -18,9 +18,16 @@ def _spread(run: Run, layer: int, kind: str, snapshot: int) -> tuple[float, floa
     return mean, float(np.sqrt((counts * (centres - mean) ** 2).sum() / counts.sum()))
 
 
+WAITING = "Press **Play**: the histograms fill in as the network trains."
+
+
+def _recorded(run: Run | None) -> bool:
+    return run is not None and bool(run.snapshots) and bool(run.snapshots[0].steps)
+
+
 def explain(results: Results, run: Run, twin: Run | None) -> str:
-    if not run.snapshots or not run.snapshots[0].steps:
-        return "Press **Play**: the histograms fill in as the network trains."
+    if not _recorded(run):
+        return WAITING
     layer = 0
     step = run.snapshots[layer].steps[-1]
     pre_mean, pre_std = _spread(run, layer, "pre_norm", -1)
@@ -46,6 +53,21 @@ def explain(results: Results, run: Run, twin: Run | None) -> str:
     return text
 
 
+def takeaway(results: Results, run: Run | None, twin: Run | None) -> str:
+    """The live run's block1 before and after BatchNorm in two lines, from the numbers the
+    explanation quotes."""
+    if not _recorded(run):
+        return WAITING
+    step = run.snapshots[0].steps[-1]
+    _, pre_std = _spread(run, 0, "pre_norm", -1)
+    post_mean, post_std = _spread(run, 0, "post_norm", -1)
+    return (
+        f"At step {step}, BatchNorm turned block1's conv outputs (standard deviation "
+        f"{pre_std:.3g}) into values of mean {post_mean:.3g} and standard deviation "
+        f"**{post_std:.3g}**."
+    )
+
+
 SCENARIO = Scenario(
     id="bn-basics",
     title="What BatchNorm does to one layer",
@@ -54,4 +76,5 @@ SCENARIO = Scenario(
     view="Activations",
     preset={"twin": "none"},
     explain=explain,
+    takeaway=takeaway,
 )

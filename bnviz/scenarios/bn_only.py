@@ -370,17 +370,41 @@ def explain(results: Results, run: Run | None, twin: Run | None) -> str:
     return "\n".join(lines) + _live(run)
 
 
+def _gains(s: dict) -> tuple[float, float | None]:
+    """BN-only training's mean accuracy above chance, and above training as many random
+    weights (None before those are measured), from the variants' summaries."""
+    bn = s["bn_only"]
+    random = bn["final_acc"] - s["random"]["final_acc"] if s.get("random") else None
+    return bn["final_acc"] - bn["chance"], random
+
+
+def takeaway(results: Results, run: Run | None, twin: Run | None) -> str:
+    """BN-only training against chance and random weights in two lines, from the numbers the
+    explanation quotes."""
+    found = {v: runs_of(results or {}, v) for v in VARIANTS}
+    if sum(len(runs) for runs in found.values()) < len(jobs()):
+        return "Measuring networks that train only BatchNorm's γ and β…"
+    s = {v: summary(runs) for v, runs in found.items()}
+    bn = s["bn_only"]
+    _, diff = _gains(s)
+    text = (
+        f"With every conv and linear weight frozen, training only γ and β reached "
+        f"**{pct(bn['final_acc'])}** (chance {pct(bn['chance'])}), "
+        f"{100 * abs(diff):.1f} points " + ("more" if diff > 0 else "less")
+    )
+    return text + " than training as many random weights."
+
+
 def _verdict(s: dict) -> str:
     """One sentence from the numbers."""
     bn = s["bn_only"]
-    above = bn["final_acc"] - bn["chance"]
+    above, diff = _gains(s)
     text = (
         f"So here, training only γ and β reached {100 * above:.1f} percentage points "
         + ("above" if above >= 0 else "below")
         + " chance"
     )
     if s.get("random"):
-        diff = bn["final_acc"] - s["random"]["final_acc"]
         text += (
             f", and {100 * abs(diff):.1f} points "
             + ("more" if diff > 0 else "less")
@@ -418,4 +442,5 @@ SCENARIO = Scenario(
     jobs=jobs,
     figures=figures,
     explain=explain,
+    takeaway=takeaway,
 )

@@ -398,10 +398,33 @@ def _compare(bn: float, none: float) -> str:
     return "equal"
 
 
+def _less_shift(bn: dict, none: dict) -> bool:
+    """Whether the gradient shift ‖G − G′‖ was smaller with BN."""
+    return bn["ics_l2"] < none["ics_l2"]
+
+
+def _closer(bn: dict, none: dict) -> bool:
+    """Whether cos(G, G′) was higher (the direction changed less) with BN."""
+    return bn["ics_cos"] > none["ics_cos"]
+
+
+def _smoother(bn: dict, none: dict) -> bool:
+    """Whether the loss varied less along the gradient with BN."""
+    return bn["loss_range"] < none["loss_range"]
+
+
+def _paired(results: Results) -> tuple[list[dict], list[dict], list[int]]:
+    """The finished runs with and without BN, kept to the seeds measured for both."""
+    bn_runs, none_runs = runs_of(results, "batch"), runs_of(results, "none")
+    seeds = sorted({r["seed"] for r in bn_runs} & {r["seed"] for r in none_runs})
+    bn_runs = [r for r in bn_runs if r["seed"] in seeds]
+    none_runs = [r for r in none_runs if r["seed"] in seeds]
+    return bn_runs, none_runs, seeds
+
+
 def _verdict(bn: dict, none: dict) -> str:
     """One sentence per question, from the numbers, set against Santurkar et al.'s findings."""
-    less_shift = bn["ics_l2"] < none["ics_l2"]
-    closer = bn["ics_cos"] > none["ics_cos"]
+    less_shift, closer = _less_shift(bn, none), _closer(bn, none)
     if less_shift and closer:
         ics = (
             "So here BN did reduce ICS by this measure (smaller shift, higher cosine), unlike "
@@ -420,7 +443,7 @@ def _verdict(bn: dict, none: dict) -> str:
             "So here BN did not reduce ICS by this measure (larger shift, lower cosine), as "
             "Santurkar et al. found."
         )
-    if bn["loss_range"] < none["loss_range"]:
+    if _smoother(bn, none):
         smooth = "The loss varied less along the gradient with BN, as Santurkar et al. found."
     else:
         smooth = (
@@ -442,9 +465,7 @@ def explain(results: Results, run: Run | None, twin: Run | None) -> str:
     if not bn_runs or not none_runs:
         done = "BatchNorm" if bn_runs else "no-norm"
         return f"{CLAIM}\n\nThe {done} network is measured; the other is being measured…"
-    seeds = sorted({r["seed"] for r in bn_runs} & {r["seed"] for r in none_runs})
-    bn_runs = [r for r in bn_runs if r["seed"] in seeds]
-    none_runs = [r for r in none_runs if r["seed"] in seeds]
+    bn_runs, none_runs, seeds = _paired(results)
     if not seeds:
         return f"{CLAIM}\n\nThe second network of a pair is being measured…"
     bn, none = summary(bn_runs), summary(none_runs)
@@ -493,6 +514,26 @@ def explain(results: Results, run: Run | None, twin: Run | None) -> str:
     return "\n".join(lines)
 
 
+def takeaway(results: Results, run: Run | None, twin: Run | None) -> str:
+    """The two verdicts in two lines, from the numbers the explanation quotes."""
+    bn_runs, none_runs, seeds = _paired(results or {})
+    if len(bn_runs) + len(none_runs) < len(jobs()):
+        return "Measuring gradient shift and smoothness with and without BatchNorm…"
+    bn, none = summary(bn_runs), summary(none_runs)
+    shift = f"gradient shift **{num(bn['ics_l2'])}** vs {num(none['ics_l2'])} without"
+    if _less_shift(bn, none) and _closer(bn, none):
+        ics = f"BN reduced internal covariate shift here ({shift}), unlike Santurkar et al."
+    elif _less_shift(bn, none) or _closer(bn, none):
+        ics = f"The two measures of internal covariate shift disagree here ({shift})."
+    else:
+        ics = (
+            f"BN did not reduce internal covariate shift here ({shift}), as Santurkar et al. found."
+        )
+    if _smoother(bn, none):
+        return ics + " The loss varied less along the gradient with BN."
+    return ics + " The loss did not vary less along the gradient with BN."
+
+
 SCENARIO = Scenario(
     id="covariate-shift",
     title="Is it really internal covariate shift?",
@@ -503,4 +544,5 @@ SCENARIO = Scenario(
     jobs=jobs,
     figures=figures,
     explain=explain,
+    takeaway=takeaway,
 )

@@ -375,12 +375,18 @@ def _dominated_at(init: dict | None, eps: float) -> str:
     return "ε ≥ var at init for " + ", ".join(parts)
 
 
-def _halfway_text(init: dict | None, rows: list[dict], key: str, what: str) -> str:
-    """Best accuracy, and the first eps whose accuracy fell below halfway to chance."""
+def _halfway(rows: list[dict], key: str) -> tuple[dict, float, dict | None]:
+    """The best run, halfway from its accuracy to chance, and the first run (by eps) whose
+    accuracy fell below that (None if none did)."""
     best = max(rows, key=lambda r: r[key])
     halfway = (best[key] + CHANCE) / 2
+    return best, halfway, next((r for r in rows if r[key] < halfway), None)
+
+
+def _halfway_text(init: dict | None, rows: list[dict], key: str, what: str) -> str:
+    """Best accuracy, and the first eps whose accuracy fell below halfway to chance."""
+    best, halfway, drop = _halfway(rows, key)
     text = f"{what}: best {common.pct(best[key])} (ε = {best['eps']:g})"
-    drop = next((r for r in rows if r[key] < halfway), None)
     if drop is None:
         return text + f"; no ε of the grid fell below halfway to chance ({common.pct(halfway)})."
     where = _dominated_at(init, drop["eps"])
@@ -485,6 +491,27 @@ def explain(results: dict, run, twin) -> str:
     return "\n\n".join(parts)
 
 
+def takeaway(results: dict, run, twin) -> str:
+    """The eval-mode accuracy against ε in two lines, from the numbers the explanation quotes."""
+    scaled = _runs(results or {}, INPUT_SCALE)
+    if len(scaled) < len(EPS_GRID):
+        return "Measuring accuracy against ε on inputs with tiny variances…"
+    best, _, drop = _halfway(scaled, "acc")
+    text = (
+        f"Inputs × 1e-3: eval accuracy peaked at **{common.pct(best['acc'])}** (ε = "
+        f"{best['eps']:g})"
+    )
+    if drop is None:
+        return text + "; no ε of the grid fell below halfway to chance."
+    text += f", then fell to {common.pct(drop['acc'])} at ε = {drop['eps']:g}"
+    init = results.get(GAIN_LABEL)
+    if init and drop["eps"] in init["eps"]:
+        row = init["dominated"][init["eps"].index(drop["eps"])]
+        if row[0] == init["channels"][0]:
+            text += ", where ε ≥ every block1 variance at init"
+    return text + "."
+
+
 SCENARIO = Scenario(
     id="epsilon",
     title="Epsilon: when ε competes with the variance",
@@ -494,4 +521,5 @@ SCENARIO = Scenario(
     jobs=jobs,
     figures=figures,
     explain=explain,
+    takeaway=takeaway,
 )

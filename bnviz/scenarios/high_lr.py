@@ -440,6 +440,15 @@ def _nearest(values: list[float], target: float) -> int:
     return int(np.argmin([abs(math.log10(v) - math.log10(target)) for v in values]))
 
 
+def _tops(results: dict) -> tuple[float | None, float | None] | None:
+    """The largest learning rate at which each network learned (BN, no norm), once the whole
+    sweep is measured; None before."""
+    bn, none = sweep_points(results, "batch"), sweep_points(results, "none")
+    if len(bn) < len(SWEEP_LRS) or len(none) < len(SWEEP_LRS):
+        return None
+    return largest_learned_lr(bn), largest_learned_lr(none)
+
+
 def _explain_sweep(results: dict) -> list[str]:
     bn, none = sweep_points(results, "batch"), sweep_points(results, "none")
     if not bn and not none:
@@ -463,7 +472,7 @@ def _explain_sweep(results: dict) -> list[str]:
     if not done:
         lines.append("The rest of the sweep is being measured.")
         return lines
-    top_bn, top_none = largest_learned_lr(bn), largest_learned_lr(none)
+    top_bn, top_none = _tops(results)
     rule = f'("learned" = at least {LEARNED:.0%} and no divergence)'
     if top_bn is None and top_none is None:
         lines.append(f"Neither learned at any of these learning rates {rule}.")
@@ -624,6 +633,37 @@ def explain(results: dict, run: Run | None, twin: Run | None) -> str:
     return "\n\n".join(lines)
 
 
+def takeaway(results: dict, run: Run | None, twin: Run | None) -> str:
+    """The sweep's verdict in two lines, from the numbers the explanation quotes."""
+    tops = _tops(results or {})
+    if tops is None:
+        return "Measuring the learning-rate sweep…"
+    top_bn, top_none = tops
+    steps = SWEEP["steps"]
+    if top_bn is None and top_none is None:
+        return f"Neither network learned at any learning rate of the {steps}-step sweep."
+    if top_none is None:
+        return (
+            f"In a {steps}-step sweep BatchNorm learned up to lr **{lr_text(top_bn)}**; without "
+            "it no run learned."
+        )
+    if top_bn is None:
+        return (
+            f"In a {steps}-step sweep runs without BN learned up to lr **{lr_text(top_none)}**; "
+            "with BN none did."
+        )
+    if top_bn > top_none:
+        return (
+            f"In a {steps}-step sweep BatchNorm learned up to lr {lr_text(top_bn)}, no norm only "
+            f"up to lr {lr_text(top_none)}: it tolerated a **{top_bn / top_none:g}×** larger "
+            "learning rate."
+        )
+    return (
+        f"In a {steps}-step sweep BatchNorm did **not** tolerate a larger learning rate: it "
+        f"learned up to lr {lr_text(top_bn)}, no norm up to lr {lr_text(top_none)}."
+    )
+
+
 SCENARIO = Scenario(
     id="high-lr",
     title="Higher learning rates with BatchNorm",
@@ -633,4 +673,5 @@ SCENARIO = Scenario(
     jobs=jobs,
     figures=figures,
     explain=explain,
+    takeaway=takeaway,
 )

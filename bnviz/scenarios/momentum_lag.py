@@ -255,6 +255,12 @@ CONVENTION = (
 )
 
 
+def _best_gain(rows: list[dict]) -> tuple[dict, float]:
+    """The run whose eval accuracy precise statistics raised most, and by how much (0..1)."""
+    best = max(rows, key=lambda r: r["precise_after"] - r["acc_running_stats"][-1])
+    return best, best["precise_after"] - best["acc_running_stats"][-1]
+
+
 def _explain_jobs(results: dict) -> list[str]:
     rows = _done(results)
     if not rows:
@@ -279,8 +285,7 @@ def _explain_jobs(results: dict) -> list[str]:
             f"statistics; final running mean {num(gap['running'])} against "
             f"{num(gap['recent_batches'])} for the last 20 batches."
         )
-    best = max(rows, key=lambda r: r["precise_after"] - r["acc_running_stats"][-1])
-    gain = best["precise_after"] - best["acc_running_stats"][-1]
+    best, gain = _best_gain(rows)
     if gain > 0:
         lines.append(
             f"Recomputing precise statistics helped most at momentum "
@@ -341,6 +346,21 @@ def explain(results: dict, run: Run | None, twin: Run | None) -> str:
         lines += _explain_jobs(results)
     lines += _explain_live(run)
     return "\n\n".join(lines)
+
+
+def takeaway(results: dict, run: Run | None, twin: Run | None) -> str:
+    """The four runs' verdict in two lines, from the numbers the explanation quotes."""
+    rows = _done(results or {})
+    if len(rows) < len(MOMENTA):
+        return "Measuring the four momenta…"
+    best, gain = _best_gain(rows)
+    if gain <= 0:
+        return "Here recomputing precise statistics did not raise eval accuracy at any momentum."
+    return (
+        f"Recomputing precise statistics helped most at momentum "
+        f"{momentum_name(best['momentum'])}: eval accuracy {pct(best['acc_running_stats'][-1])} "
+        f"→ **{pct(best['precise_after'])}** (+{num(100 * gain, 3)} points)."
+    )
 
 
 # ---------------------------------------------------------------- the action
@@ -407,5 +427,6 @@ SCENARIO = Scenario(
     jobs=jobs,
     figures=figures,
     explain=explain,
+    takeaway=takeaway,
     actions=(PRECISE_ACTION,),
 )

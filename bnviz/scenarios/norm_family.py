@@ -201,6 +201,14 @@ def _spread(groups: dict[str, list[dict]]) -> float:
     return max(spreads) if spreads else float("nan")
 
 
+def _batch_vs_none(groups: dict[str, list[dict]]) -> tuple[float, bool]:
+    """BatchNorm's mean final test accuracy minus no normalization's, and whether that is
+    within the spread between seeds of one normalization (not resolved)."""
+    diff = _mean_acc(groups["batch"]) - _mean_acc(groups["none"])
+    spread = _spread(groups)
+    return diff, bool(np.isfinite(spread) and abs(diff) <= spread)
+
+
 def _results_text(groups: dict[str, list[dict]]) -> str:
     done = [n for n in NORMS if n in groups]
     ranked = sorted(done, key=lambda n: -_mean_acc(groups[n]))
@@ -222,8 +230,8 @@ def _results_text(groups: dict[str, list[dict]]) -> str:
             "smaller differences than that are not resolved at this scale."
         )
     if "batch" in groups and "none" in groups:
-        diff = _mean_acc(groups["batch"]) - _mean_acc(groups["none"])
-        if np.isfinite(spread) and abs(diff) <= spread:
+        diff, within = _batch_vs_none(groups)
+        if within:
             text += f" BatchNorm against none: {common.signed_points(diff)}, within that spread."
         else:
             better = "better" if diff > 0 else "worse"
@@ -284,6 +292,26 @@ def explain(results: dict, run, twin) -> str:
     return "\n\n".join(parts)
 
 
+def takeaway(results: dict, run, twin) -> str:
+    """BatchNorm against no normalization in two lines, from the numbers the explanation
+    quotes."""
+    groups = _by_norm(_rows(results or {}))
+    if sum(len(g) for g in groups.values()) < len(jobs()):
+        return "Measuring the five normalizations…"
+    diff, within = _batch_vs_none(groups)
+    spread = common.points(_spread(groups))
+    if within:
+        return (
+            f"BatchNorm against no normalization: **{common.signed_points(diff)}**, within the "
+            f"{spread} two seeds of one normalization differed by: not resolved at this scale."
+        )
+    better = "better" if diff > 0 else "worse"
+    return (
+        f"BatchNorm did **{common.points(diff)}** {better} than no normalization; two seeds of "
+        f"one normalization differed by up to {spread}, so smaller gaps are not resolved here."
+    )
+
+
 SCENARIO = Scenario(
     id="norm-family",
     title="BatchNorm, LayerNorm, InstanceNorm, GroupNorm",
@@ -294,4 +322,5 @@ SCENARIO = Scenario(
     jobs=jobs,
     figures=figures,
     explain=explain,
+    takeaway=takeaway,
 )

@@ -160,6 +160,37 @@ def _summary(group: list[dict]) -> str:
     return f"{accs} test accuracy, training loss {loss} over the last 20 steps ({seeds})"
 
 
+def _verdict(rows: list[dict], activation: str) -> dict | None:
+    """Before against after for one activation, over the seeds measured for both (None if
+    none is): the mean difference in final test accuracy (before minus after), the spreads
+    between seeds of one placement, the winner, and the kind of verdict: 'same', 'unresolved'
+    (the difference is within the seeds' spread), 'every seed' or 'on average'."""
+    before, after = _group(rows, activation, "before"), _group(rows, activation, "after")
+    seeds_b = {r["seed"]: r for r in before}
+    seeds_a = {r["seed"]: r for r in after}
+    common_seeds = sorted(set(seeds_b) & set(seeds_a))
+    if not common_seeds:
+        return None
+    diffs = [seeds_b[s]["final_acc"] - seeds_a[s]["final_acc"] for s in common_seeds]
+    mean_diff = float(np.mean(diffs))
+    spread = [
+        max(r["final_acc"] for r in g) - min(r["final_acc"] for r in g)
+        for g in (before, after)
+        if len(g) > 1
+    ]
+    winner, loser = ("before", "after") if mean_diff > 0 else ("after", "before")
+    consistent = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
+    if mean_diff == 0:
+        kind = "same"
+    elif spread and abs(mean_diff) <= max(spread):
+        kind = "unresolved"
+    elif len(common_seeds) > 1 and consistent:
+        kind = "every seed"
+    else:
+        kind = "on average"
+    return dict(kind=kind, mean_diff=mean_diff, spread=spread, winner=winner, loser=loser)
+
+
 def _compare(rows: list[dict], activation: str) -> str:
     before, after = _group(rows, activation, "before"), _group(rows, activation, "after")
     if not before or not after:
@@ -171,29 +202,19 @@ def _compare(rows: list[dict], activation: str) -> str:
     failed = [r for r in before + after if r["status"] != "completed"]
     for r in failed:
         text += f" ({r['placement']}, seed {r['seed']}: {r['status']}: {r['message']})"
-    seeds_b = {r["seed"]: r for r in before}
-    seeds_a = {r["seed"]: r for r in after}
-    common_seeds = sorted(set(seeds_b) & set(seeds_a))
-    if not common_seeds:
+    v = _verdict(rows, activation)
+    if v is None:
         return text
-    diffs = [seeds_b[s]["final_acc"] - seeds_a[s]["final_acc"] for s in common_seeds]
-    mean_diff = float(np.mean(diffs))
-    spread = [
-        max(r["final_acc"] for r in g) - min(r["final_acc"] for r in g)
-        for g in (before, after)
-        if len(g) > 1
-    ]
-    winner, loser = ("before", "after") if mean_diff > 0 else ("after", "before")
-    consistent = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
-    if mean_diff == 0:
+    mean_diff, spread, winner, loser = v["mean_diff"], v["spread"], v["winner"], v["loser"]
+    if v["kind"] == "same":
         text += " Both placements ended at the same test accuracy."
-    elif spread and abs(mean_diff) <= max(spread):
+    elif v["kind"] == "unresolved":
         text += (
             f" BN {winner} did better by {common.points(mean_diff)} on average, but two seeds of "
             f"the same placement differed by up to {common.points(max(spread))}: at this scale the "
             "two placements are not told apart."
         )
-    elif len(common_seeds) > 1 and consistent:
+    elif v["kind"] == "every seed":
         text += (
             f" BN {winner} beat BN {loser} with every seed, by {common.points(mean_diff)} on "
             "average"
@@ -246,6 +267,32 @@ def explain(results: dict, run, twin) -> str:
     return "\n\n".join(parts)
 
 
+def takeaway(results: dict, run, twin) -> str:
+    """Both activations' verdicts in two lines, from the numbers the explanation quotes."""
+    rows = _rows(results or {})
+    verdicts = {a: _verdict(rows, a) for a in ACTIVATIONS}
+    if len(rows) < len(jobs()) or None in verdicts.values():
+        return "Measuring BatchNorm before and after the activation…"
+    order = ("every seed", "on average", "unresolved", "same")
+    clauses, bold = [], True
+    for a, v in sorted(verdicts.items(), key=lambda item: order.index(item[1]["kind"])):
+        if v["kind"] in ("every seed", "on average"):
+            diff = common.points(v["mean_diff"])
+            diff = f"**{diff}**" if bold else diff
+            bold = False
+            clauses.append(
+                f"with {a}, BN {v['winner']} beat BN {v['loser']} with every seed, by {diff}"
+                if v["kind"] == "every seed"
+                else f"with {a}, BN {v['winner']} did better by {diff} on average, not every seed"
+            )
+        elif v["kind"] == "unresolved":
+            clauses.append(f"with {a} the two placements are not told apart at this scale")
+        else:
+            clauses.append(f"with {a} both placements ended at the same test accuracy")
+    text = "; ".join(clauses) + "."
+    return text[0].upper() + text[1:]
+
+
 SCENARIO = Scenario(
     id="placement",
     title="BatchNorm before or after the activation?",
@@ -255,4 +302,5 @@ SCENARIO = Scenario(
     jobs=jobs,
     figures=figures,
     explain=explain,
+    takeaway=takeaway,
 )

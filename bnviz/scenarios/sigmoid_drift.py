@@ -217,13 +217,18 @@ def _spread_change(d: dict) -> float:
     return d["late_spread"] / d["early_spread"] if d["early_spread"] > 0 else float("nan")
 
 
+def _further_without(bn: dict, none: dict) -> bool:
+    """Whether the median drifted further without BN than with it."""
+    return none["median_shift"] > bn["median_shift"]
+
+
 def _compare(bn: dict, none: dict) -> str:
     a, b = bn["median_shift"], none["median_shift"]
     spreads = (
         f" The 15–85 spread changed ×{num(_spread_change(bn))} with BN and "
         f"×{num(_spread_change(none))} without."
     )
-    if b > a:
+    if _further_without(bn, none):
         ratio = f" ({num(b / a, 2)}× as far)" if a > 0 else ""
         return f"The median drifted further without BN{ratio}." + spreads
     return (
@@ -301,6 +306,28 @@ def explain(results: dict, run: Run | None, twin: Run | None) -> str:
     return "\n\n".join(lines)
 
 
+def takeaway(results: dict, run: Run | None, twin: Run | None) -> str:
+    """The drift of the two sigmoid inputs in two lines, from the numbers the explanation
+    quotes."""
+    results = results or {}
+    bn, none = results.get(_label("batch")), results.get(_label("none"))
+    bn, none = (result_drift(r) if r else None for r in (bn, none))
+    if not bn or not none:
+        return "Measuring a sigmoid's input with and without BatchNorm…"
+    a, b = bn["median_shift"], none["median_shift"]
+    steps = results[_label("batch")]["steps"]
+    if _further_without(bn, none):
+        text = f"Over {steps} steps the median of a sigmoid's input drifted"
+        if a > 0:
+            far = f"**{num(b / a, 2)}×** as far as with BN ({num(a)})"
+            return text + f" {num(b)} without BN, {far}."
+        return text + f" **{num(b)}** without BN, and not at all with BN."
+    return (
+        f"Here the median of a sigmoid's input did **not** drift further without BatchNorm "
+        f"({num(b)} vs {num(a)} with it, {steps} steps)."
+    )
+
+
 SCENARIO = Scenario(
     id="sigmoid-drift",
     title="Sigmoid inputs drift without BatchNorm",
@@ -319,4 +346,5 @@ SCENARIO = Scenario(
     jobs=jobs,
     figures=figures,
     explain=explain,
+    takeaway=takeaway,
 )

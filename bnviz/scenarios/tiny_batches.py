@@ -211,6 +211,17 @@ def _setup() -> str:
     )
 
 
+def _smallest(results: dict) -> tuple[int, float, float] | None:
+    """The smallest batch of the sweep and BN's and GN's test errors there (eval mode), once
+    both are measured."""
+    b = min(BATCHES)
+    rows = points(results, "batch") + points(results, "group")
+    pair = {r["norm"]: r for r in rows if r["batch_size"] == b}
+    if "batch" not in pair or "group" not in pair:
+        return None
+    return b, pair["batch"]["error_eval_mode"], pair["group"]["error_eval_mode"]
+
+
 def _explain_sweep(results: dict) -> list[str]:
     bn, gn = points(results, "batch"), points(results, "group")
     if not bn and not gn:
@@ -228,8 +239,7 @@ def _explain_sweep(results: dict) -> list[str]:
     lines.append("**Measured test error**: " + "; ".join(parts) + ".")
     small = by_batch.get(min(BATCHES), {})
     if "batch" in small and "group" in small:
-        e_bn, e_gn = small["batch"]["error_eval_mode"], small["group"]["error_eval_mode"]
-        b = min(BATCHES)
+        b, e_bn, e_gn = _smallest(results)
         if e_gn < e_bn:
             lines.append(
                 f"At batch size {b} GroupNorm beat BatchNorm by "
@@ -295,6 +305,23 @@ def explain(results: dict, run: Run | None, twin: Run | None) -> str:
     return "\n\n".join(lines)
 
 
+def takeaway(results: dict, run: Run | None, twin: Run | None) -> str:
+    """The smallest batch's verdict in two lines, from the numbers the explanation quotes."""
+    smallest = _smallest(results or {})
+    if smallest is None:
+        return "Measuring BatchNorm and GroupNorm at tiny batches…"
+    b, e_bn, e_gn = smallest
+    if e_gn < e_bn:
+        return (
+            f"At batch size {b} GroupNorm beat BatchNorm by **{num(100 * (e_bn - e_gn), 2)} "
+            f"points** of test error ({err(e_gn)} vs {err(e_bn)})."
+        )
+    return (
+        f"Here, at this small scale, GroupNorm did **not** beat BatchNorm at batch size {b} "
+        f"({err(e_gn)} vs {err(e_bn)} test error)."
+    )
+
+
 SCENARIO = Scenario(
     id="tiny-batches",
     title="Tiny batches: BatchNorm against GroupNorm",
@@ -306,4 +333,5 @@ SCENARIO = Scenario(
     jobs=jobs,
     figures=figures,
     explain=explain,
+    takeaway=takeaway,
 )

@@ -347,6 +347,11 @@ def figures(results: dict) -> list[go.Figure]:
 # ---------------------------------------------------------------- explanation
 
 
+def _eval_better(r: dict) -> bool:
+    """Whether eval mode got more of the single images right than train mode."""
+    return r["acc_eval"] > r["acc_train_single"]
+
+
 def _single_text(r: dict) -> str:
     text = (
         f"**One image at a time.** A network trained for {r['steps']} steps (batch "
@@ -364,7 +369,7 @@ def _single_text(r: dict) -> str:
             f"(p = {ex['eval_prob']:.2f}), train mode says {ex['train_class']} "
             f"(p = {ex['train_prob']:.2f})."
         )
-    if r["acc_eval"] > r["acc_train_single"]:
+    if _eval_better(r):
         text += (
             " Eval mode is the right one for prediction: it normalizes every image with the "
             "same fixed statistics of the training data, so the answer for an image does not "
@@ -488,6 +493,23 @@ def explain(results: dict, run, twin) -> str:
     return "\n\n".join(parts)
 
 
+def takeaway(results: dict, run, twin) -> str:
+    """The single-image finding in two lines, from the numbers the explanation quotes."""
+    single = (results or {}).get(SINGLE_LABEL)
+    if not single or not single.get("applicable"):
+        return "Measuring predictions one image at a time…"
+    eval_acc, train_acc = common.pct(single["acc_eval"]), common.pct(single["acc_train_single"])
+    if _eval_better(single):
+        return (
+            f"Predicting one image at a time: **{eval_acc}** right in eval mode, {train_acc} in "
+            "train mode, where each image is normalized with its own statistics."
+        )
+    return (
+        f"Predicting one image at a time, train mode did not do worse here ({train_acc} vs "
+        f"**{eval_acc}** in eval mode); eval mode is still the one to predict with."
+    )
+
+
 def _action(trainer: Trainer) -> dict:
     return predict_modes(trainer, images=50, examples=1)
 
@@ -516,6 +538,7 @@ SCENARIO = Scenario(
     jobs=jobs,
     figures=figures,
     explain=explain,
+    takeaway=takeaway,
     actions=(
         Action(
             "Predict test images one at a time, train vs eval mode",
