@@ -105,11 +105,7 @@ def render(scenario: Scenario, frame: Frame) -> None:
     present = presenting()
     with st.container(border=True, key="scenario_panel"):
         st.markdown(f"#### {scenario.title}")
-        takeaway = (
-            getattr(scenario, "takeaway", lambda *_: "")(done, frame.run, frame.twin)
-            if present
-            else ""
-        )
+        takeaway = scenario.takeaway(done, frame.run, frame.twin) if present else ""
         if takeaway:
             with st.container(key="takeaway"):
                 st.markdown(takeaway)

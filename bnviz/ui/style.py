@@ -16,7 +16,7 @@ PRESENTER_CSS = """
 [data-testid="stMainBlockContainer"] [data-testid="stVerticalBlock"] { gap: 0.6rem; }
 [data-testid="stMainBlockContainer"] [data-testid="stMarkdownContainer"] p { font-size: 1.15rem; }
 .st-key-takeaway [data-testid="stMarkdownContainer"] p {
-  font-size: 1.5rem; line-height: 1.25; font-weight: 500; margin-bottom: 0;
+  font-size: 1.5rem; line-height: 1.25; font-weight: 500; margin-bottom: 0.4rem;
 }
 .st-key-scenario_panel h4 { padding: 0; font-size: 1.3rem; }
 .st-key-controls button { padding-left: 0.6rem; padding-right: 0.6rem; }
