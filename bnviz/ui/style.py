@@ -16,7 +16,7 @@ import streamlit as st
 #   ends inside the chart; the title a little less (a scenario's long titles in a narrower
 #   column were cut too). Wide screens keep the figure as is.
 # - The buttons: smaller padding, type and gaps, so that the six (icons kept) take two short
-#   rows under a smaller page title, and the charts start on the first screen.
+#   rows under a smaller page title, less space above it, and the tabs are on the first screen.
 PHONE_CSS = """
 @media (max-width: 640px) {
   .katex-display {
@@ -37,6 +37,9 @@ PHONE_CSS = """
     transform-box: view-box;
     transform-origin: 0 30px;
     transform: scale(0.68);
+  }
+  [data-testid='stMainBlockContainer'] {
+    padding-top: 4rem !important;
   }
   h1 {
     font-size: 1.75rem !important;
