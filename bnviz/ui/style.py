@@ -6,7 +6,63 @@ from __future__ import annotations
 import streamlit as st
 
 # Narrow screens (a phone, 390 px wide): nothing wider than the screen.
+# - Formulas (st.latex, KaTeX): a display too wide for the screen scrolls sideways in its own
+#   box, with room under it for the scroll bar, instead of being cut at the edge.
+# - Charts: plotly's toolbar (modebar) is hidden: on a phone it lies over the chart's title,
+#   and its zoom and pan are done with the fingers there. The subtitle, wrapped for a
+#   half-width column of a wide screen (bnviz/plot.py, SUBTITLE_CHARS), is longer than a
+#   phone's chart is wide and SVG text cannot wrap: it is scaled down towards the chart's left
+#   edge (transform-box: view-box, origin x = 0) about its own top line, so that every line
+#   ends inside the chart; the title a little less (a scenario's long titles in a narrower
+#   column were cut too). Wide screens keep the figure as is.
+# - The buttons: smaller padding, type and gaps, so that the six (icons kept) take two short
+#   rows under a smaller page title, less space above it, and the tabs are on the first screen.
 PHONE_CSS = """
+@media (max-width: 640px) {
+  .katex-display {
+    overflow-x: auto;
+    overflow-y: hidden;
+    max-width: 100%;
+    padding-bottom: 0.4rem;
+  }
+  .js-plotly-plot .modebar-container {
+    display: none !important;
+  }
+  .js-plotly-plot .g-gtitle .gtitle {
+    transform-box: view-box;
+    transform-origin: 0 0;
+    transform: scale(0.85);
+  }
+  .js-plotly-plot .g-gtitle .gtitle-subtitle {
+    transform-box: view-box;
+    transform-origin: 0 30px;
+    transform: scale(0.68);
+  }
+  [data-testid='stMainBlockContainer'] {
+    padding-top: 4rem !important;
+  }
+  h1 {
+    font-size: 1.75rem !important;
+    padding: 0.25rem 0 0.5rem 0 !important;
+  }
+  .st-key-controls {
+    gap: 0.375rem !important;
+  }
+  .st-key-controls button {
+    min-height: 2.25rem !important;
+    padding: 0.25rem 0.5rem !important;
+    font-size: 0.875rem !important;
+    gap: 0.25rem !important;
+  }
+  .st-key-controls button p {
+    font-size: 0.875rem !important;
+  }
+}
+@media (max-width: 380px) {
+  .js-plotly-plot .g-gtitle .gtitle-subtitle {
+    transform: scale(0.6);
+  }
+}
 """
 
 # Presenter mode (?present=1): large type, little chrome, the open view's chart on the first
