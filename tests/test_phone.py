@@ -21,6 +21,7 @@ PAGES = [(f"view={quote(view)}", view) for view in VIEWS] + [
     ("scenario=momentum-lag", None),
 ]
 
+CONTROLS = 7  # Play, Pause, Step 10, Reset, Continue, Fork here, and the keyboard help
 BUTTONS_SHOWN = """() => [...document.querySelectorAll('.st-key-controls button')]
     .filter(b => b.getBoundingClientRect().width > 0).length"""
 
@@ -69,7 +70,7 @@ def phone(server):  # noqa: F811
 
 def _open(page, url: str, view: str | None) -> None:
     page.goto(url)
-    page.wait_for_function(f"() => ({BUTTONS_SHOWN})() === 6", timeout=120_000)
+    page.wait_for_function(f"() => ({BUTTONS_SHOWN})() === {CONTROLS}", timeout=120_000)
     page.wait_for_selector(NO_CHARTS.get(view, CHART_TITLE), timeout=120_000)
     page.wait_for_selector(IDLE, timeout=120_000)
     page.wait_for_function("() => document.fonts.status === 'loaded'")
@@ -110,7 +111,7 @@ def test_phone_layout(phone, query, view):
         assert t["left"] >= t["chartLeft"] - 0.5, f"chart title cut at the left: {t}"
         assert t["right"] <= t["chartRight"] + 0.5, f"chart title cut at the right: {t}"
     assert got["controlsBottom"] <= HEIGHT, f"the buttons end at {got['controlsBottom']} px"
-    assert len(got["buttons"]) == 6, got["buttons"]
+    assert len(got["buttons"]) == CONTROLS, got["buttons"]
     for b in got["buttons"]:
         assert b["cut"] == 0, f"button label cut: {b}"
         assert b["right"] <= WIDTH, f"button off screen: {b}"
