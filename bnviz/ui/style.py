@@ -82,5 +82,4 @@ PRESENTER_CSS = """
 
 def inject(present: bool) -> None:
     """The page's CSS: the phone layout always, presenter mode's when `present`."""
-    css = PHONE_CSS + (PRESENTER_CSS if present else "")
-    st.html(f"<style>{css}</style>")
+    st.html(f"<style>{PHONE_CSS}{PRESENTER_CSS if present else ''}</style>")
