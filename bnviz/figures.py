@@ -20,6 +20,7 @@ from .plot import (
     LAYER_COLORS,
     LINE_WIDTH,
     MAIN_DASH,
+    MARK,
     MAX_MARKERS,
     MAX_POINTS,
     NEUTRAL,
@@ -193,7 +194,8 @@ def _mark_events(fig: Spec, run: Run, twin: Run | None = None) -> None:
             xanchor="left",
             text=text,
             showarrow=False,
-            font=dict(size=NOTE_SIZE, color=color),
+            font=dict(size=NOTE_SIZE),  # the theme's text colour; the line has the mark's
+            name=MARK,
         )
 
 
