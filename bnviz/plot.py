@@ -1,10 +1,12 @@
 """The plotting kit: one look and one layout for every chart of the app, the run figures
 (bnviz/figures.py) and the scenarios' (bnviz/scenarios/). It knows plotly, not runs.
 
-The palette: a colour per block (LAYER_COLORS) and per normalization (NORM_COLORS), grey for
-references and red for alarms; line dashes for a main run, its twin and the run it branched
-from. No template or background colour is set: the app's light or dark theme applies, and every
-colour here keeps a contrast of at least 3:1 on both white and Streamlit's dark background.
+The palette: a colour and a marker symbol per block (LAYER_COLORS, LAYER_SYMBOLS) and per
+normalization (NORM_COLORS, NORM_SYMBOLS), grey for references and red for alarms; line dashes
+for a main run, its twin and the run it branched from. No template or background colour is set:
+the app's light or dark theme applies, and every colour here keeps a contrast of at least 3:1 on
+both white and Streamlit's dark background, enough for lines and markers. Text is never drawn in
+these colours: no grey has 4.5:1 on both backgrounds, so text takes the theme's own colour.
 
 The layout, for a projector: finish() gives a figure a short title with the details in a
 wrapped subtitle, its legend under the plot (a column per legend group), projector-sized fonts,
@@ -39,6 +41,16 @@ NORM_COLORS = {
     "layer": LAYER_COLORS[3],
     "instance": LAYER_COLORS[4],
 }
+# A marker symbol per block, so that its lines tell apart without hue too (a block keeps its
+# colour and symbol in every figure; the pairs never repeat within MAX_DEPTH blocks); the head
+# layer, grey, has its own. Dashes are taken: they tell a main run, its twin and its parent.
+LAYER_SYMBOLS: tuple[str, ...] = (
+    "circle", "square", "diamond", "triangle-up", "x", "triangle-down",
+)  # fmt: skip
+HEAD_SYMBOL = "star"
+NORM_SYMBOLS = {norm: LAYER_SYMBOLS[LAYER_COLORS.index(c)] for norm, c in NORM_COLORS.items()}
+MARKERS_PER_LINE = 8  # markers on a line at most (plotly's marker.maxdisplayed spreads them)
+MARKER_SIZE = 8
 NEUTRAL = "#8C8C8C"  # references, change markers, the head layer
 ALERT = "#E41A1C"  # divergence, eps-dominated channels
 MAIN_DASH = "solid"
@@ -75,6 +87,19 @@ MAX_DESCRIPTION = 700  # characters: a text alternative is read out whole
 def layer_color(i: int) -> str:
     """The colour of block i (cycling past the palette)."""
     return LAYER_COLORS[i % len(LAYER_COLORS)]
+
+
+def layer_symbol(i: int) -> str:
+    """The marker symbol of block i (cycling past the symbols)."""
+    return LAYER_SYMBOLS[i % len(LAYER_SYMBOLS)]
+
+
+def line_markers(symbol: str, color: str | None = None, **props) -> dict:
+    """Sparse markers of one symbol along a line (at most MARKERS_PER_LINE of them): with
+    mode "lines+markers" they tell lines of one dash apart where hue does not, and the legend
+    shows the symbol."""
+    marker = dict(symbol=symbol, size=MARKER_SIZE, maxdisplayed=MARKERS_PER_LINE) | props
+    return marker | ({"color": color} if color else {})
 
 
 def rgba(color: str, alpha: float) -> str:
