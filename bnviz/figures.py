@@ -1,11 +1,11 @@
 """The run figures: pure functions from a run record (bnviz.Run) to a go.Figure, one per chart of
 the views (and the numbers of the momentum formula the running-statistics view writes out), with
 no training and no Streamlit, drawn and laid out with the plotting kit (bnviz/plot.py). What
-they know of runs is here: every block has one colour everywhere (LAYER_COLORS), the main run is
-drawn solid and its twin dashed (and the run it branched from, run.parent, grey and dotted),
-mid-run changes, branches and divergence are marked on every time axis, and long per-step series
-are strided to at most MAX_POINTS points per trace so the figure sent to the browser on every
-refresh stays small."""
+they know of runs is here: every block has one colour and one marker symbol everywhere
+(LAYER_COLORS, LAYER_SYMBOLS), the main run is drawn solid and its twin dashed (and the run it
+branched from, run.parent, grey and dotted), mid-run changes, branches and divergence are marked
+on every time axis, and long per-step series are strided to at most MAX_POINTS points per trace
+so the figure sent to the browser on every refresh stays small."""
 
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ import plotly.graph_objects as go
 from .config import FIELDS, NORM_NAMES
 from .plot import (
     ALERT,
+    HEAD_SYMBOL,
     LAYER_COLORS,
     LINE_WIDTH,
     MAIN_DASH,
+    MARK,
     MAX_MARKERS,
     MAX_POINTS,
     NEUTRAL,
@@ -30,6 +32,8 @@ from .plot import (
     Spec,
     finish,
     layer_color,
+    layer_symbol,
+    line_markers,
     moving_average,
     no_data,
     rgba,
@@ -43,6 +47,7 @@ AFFINE_POINTS = 6_000  # all gamma and beta traces of a block together
 # the training batches' loss and accuracy share a colour; test accuracy has one per mode
 _BLUE, _ORANGE, _GREEN = LAYER_COLORS[:3]
 METRIC_COLORS = {"loss": _BLUE, "train": _BLUE, "running": _GREEN, "batch": _ORANGE}
+METRIC_SYMBOLS = {"running": "circle", "batch": "diamond"}  # test accuracy: not by hue alone
 SMOOTH_WINDOW = 9  # steps in the centred moving average of the training-batch accuracy
 UPDATE_RATIO_REFERENCE = 1e-3
 KIND_TITLES = {
@@ -126,6 +131,8 @@ def _line(
         name, color = PARENT_NAME, NEUTRAL
         line = dict(color=color, dash=dash, width=LINE_WIDTH / 2)
         scatter |= dict(legendgroup=PARENT_NAME, showlegend=first, opacity=0.8, line=line)
+        if "marker" in scatter:  # a block's symbol, in the parent's grey
+            scatter["marker"] = scatter["marker"] | dict(color=color, size=6)
     hover = hovertemplate or (
         f"<b>{hover_name or name}</b><br>step %{{x}}<br>{what}: %{{y:.4g}}{unit}<extra></extra>"
     )
@@ -193,7 +200,8 @@ def _mark_events(fig: Spec, run: Run, twin: Run | None = None) -> None:
             xanchor="left",
             text=text,
             showarrow=False,
-            font=dict(size=NOTE_SIZE, color=color),
+            font=dict(size=NOTE_SIZE),  # the theme's text colour; the line has the mark's
+            name=MARK,
         )
 
 
@@ -229,7 +237,8 @@ def _per_layer(fig: Spec, run: Run, twin: Run | None, series, *, what: str, unit
                 unit=unit,
                 dash=dash,
                 hover_name=f"{info.name} · {label}",
-                mode="lines+markers" if len(xy[0]) == 1 else "lines",
+                mode="lines+markers",
+                marker=line_markers(layer_symbol(i), layer_color(i)),
                 legendgroup=_group(label, twin),
             )
 
@@ -310,7 +319,7 @@ def accuracy_figure(run: Run, twin: Run | None = None) -> go.Figure:
                 dash=dash,
                 hover_name=f"{what} · {label}",
                 mode="lines+markers",
-                marker=dict(size=7, color=color),
+                marker=dict(size=7, color=color, symbol=METRIC_SYMBOLS[key]),
                 legendgroup=_group(label, twin),
             )
     if _empty(run, twin) and not run.eval_steps:
@@ -726,9 +735,10 @@ def update_ratio_figure(run: Run, twin: Run | None = None) -> go.Figure:
         for name in r.params:
             parts = name.split(".")
             if name == "head.weight":
-                legend, color = "head", NEUTRAL
+                legend, color, symbol = "head", NEUTRAL, HEAD_SYMBOL
             elif parts[0] == "blocks" and parts[2:] == ["conv", "weight"]:
-                legend, color = r.layers[int(parts[1])].name, layer_color(int(parts[1]))
+                i = int(parts[1])
+                legend, color, symbol = r.layers[i].name, layer_color(i), layer_symbol(i)
             else:
                 continue
             legend += " weight"
@@ -741,6 +751,8 @@ def update_ratio_figure(run: Run, twin: Run | None = None) -> go.Figure:
                 what="update ratio",
                 dash=dash,
                 hover_name=f"{legend} · {label}",
+                mode="lines+markers",
+                marker=line_markers(symbol, color),
                 legendgroup=_group(label, twin),
             )
     last = max(run.num_steps, twin.num_steps if twin is not None else 0, 1)

@@ -23,7 +23,7 @@ def test_the_kit_knows_plotly_not_runs():
     imported += [
         "." * n.level + (n.module or "") for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
     ]
-    allowed = ("__future__", "math", "textwrap", "numpy", "plotly")
+    allowed = ("__future__", "base64", "math", "re", "textwrap", "numpy", "plotly")
     assert [m for m in imported if m.split(".")[0] not in allowed] == []
 
 
@@ -80,7 +80,9 @@ def test_subplot_grids_are_laid_out_as_make_subplots_lays_them_out(rows, cols, s
         horizontal_spacing=spacing if cols > 1 else None,
         subplot_titles=titles if rows == 1 else None,
     )
-    plotly.update_annotations(font=dict(size=P.PANEL_TITLE_SIZE))
+    plotly.update_annotations(
+        font=dict(size=P.PANEL_TITLE_SIZE), name=P.PANEL
+    )  # as common.subplots
     assert ours.to_dict() == plotly.to_dict()
     assert ours._grid_ref == plotly._grid_ref
     assert len(list(ours.select_yaxes(row=rows, col=1))) == 1

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .. import plot
-from ..plot import NEUTRAL, PANEL_TITLE_SIZE, PLOT_HEIGHT, STEP_AXIS
+from ..plot import NOTE, PANEL, PANEL_TITLE_SIZE, PLOT_HEIGHT, STEP_AXIS
 from ..record import Run
 
 MEASURING = "measuring…"
@@ -26,7 +26,7 @@ def subplots(titles: Sequence[str] = (), **grid) -> go.Figure:
     """make_subplots (`grid`: rows, cols, spacing, ...) with its panel titles in the run
     figures' size; finish(..., panel_titles=True) makes room for them."""
     fig = make_subplots(subplot_titles=list(titles) or None, **grid)
-    fig.update_annotations(font=dict(size=PANEL_TITLE_SIZE))
+    fig.update_annotations(font=dict(size=PANEL_TITLE_SIZE), name=PANEL)
     return fig
 
 
@@ -62,7 +62,7 @@ def finish(
 
 
 def note(fig: go.Figure, text: str = MEASURING, y: float = 0.5, size: int = 15) -> go.Figure:
-    """A centred grey note on the plot area, 'measuring…' unless told otherwise."""
+    """A centred note on the plot area, 'measuring…' unless told otherwise."""
     fig.add_annotation(
         text=text,
         x=0.5,
@@ -70,7 +70,8 @@ def note(fig: go.Figure, text: str = MEASURING, y: float = 0.5, size: int = 15) 
         xref="paper",
         yref="paper",
         showarrow=False,
-        font=dict(size=size, color=NEUTRAL),
+        font=dict(size=size),  # the theme's text colour: no grey reads on both themes
+        name=NOTE,
     )
     return fig
 

@@ -18,7 +18,15 @@ from torch import nn
 
 from ..config import NORM_NAMES, TrainConfig
 from ..model import build_model
-from ..plot import MAIN_DASH, NEUTRAL, NORM_COLORS, TWIN_DASH, layer_color
+from ..plot import (
+    HEAD_SYMBOL,
+    MAIN_DASH,
+    NEUTRAL,
+    NORM_COLORS,
+    TWIN_DASH,
+    layer_color,
+    layer_symbol,
+)
 from ..record import Run
 from ..trainer import Trainer
 from .base import Results, Scenario, job
@@ -313,7 +321,7 @@ def _per_layer_figure(results: Results, key: str, title: str, y_title: str, log_
                     line=dict(
                         color=NEUTRAL if head else layer_color(i), dash=DASHES[norm], width=2
                     ),
-                    marker=dict(size=5),
+                    marker=dict(size=6, symbol=HEAD_SYMBOL if head else layer_symbol(i)),
                 )
             )
     if not fig.data:

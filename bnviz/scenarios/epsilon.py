@@ -15,7 +15,7 @@ import torch
 from .. import datasets
 from ..config import TrainConfig
 from ..measure import norm_inputs
-from ..plot import NEUTRAL, NORM_COLORS, layer_color
+from ..plot import NEUTRAL, NORM_COLORS, layer_color, layer_symbol
 from ..trainer import Trainer
 from . import common
 from .base import Scenario, job
@@ -281,6 +281,7 @@ def _dominance_figure(results: dict) -> go.Figure:
                 mode="lines+markers",
                 name=f"block{b + 1} ({channels} channels)",
                 line=dict(color=layer_color(b)),
+                marker=dict(symbol=layer_symbol(b), size=8),
                 customdata=dominated[:, b],
                 hovertemplate=f"block{b + 1}<br>ε %{{x:.0e}}<br>%{{customdata:.0f}} of {channels}"
                 " channels (%{y:.0f}%)<extra></extra>",

@@ -12,7 +12,7 @@ import torch
 from ..batchnorm import effective_window, keras_momentum
 from ..config import TrainConfig
 from ..measure import precise_statistics
-from ..plot import NEUTRAL, TWO_ROW_PLOT_HEIGHT, layer_color
+from ..plot import NEUTRAL, TWO_ROW_PLOT_HEIGHT, layer_color, layer_symbol, line_markers
 from ..record import Run
 from ..series import stride
 from ..trainer import Trainer
@@ -48,6 +48,11 @@ def _label(momentum: float | None) -> str:
 
 def _color(momentum: float | None) -> str:
     return layer_color(MOMENTA.index(momentum)) if momentum in MOMENTA else NEUTRAL
+
+
+def _symbol(momentum: float | None) -> str:
+    """A marker symbol per momentum, so that its lines tell apart without hue too."""
+    return layer_symbol(MOMENTA.index(momentum) if momentum in MOMENTA else len(MOMENTA))
 
 
 def momentum_run(
@@ -160,8 +165,9 @@ def _means_figure(results: dict) -> go.Figure:
                 x=r["mean_steps"],
                 y=r["running_mean"],
                 name=f"running mean, {_label(r['momentum'])}",
-                mode="lines",
+                mode="lines+markers",
                 line=dict(color=_color(r["momentum"]), width=2.5),
+                marker=line_markers(_symbol(r["momentum"])),
                 hovertemplate="step %{x}: running mean %{y:.4g}<extra>"
                 + _label(r["momentum"])
                 + "</extra>",
@@ -209,6 +215,7 @@ def _accuracy_figure(results: dict) -> go.Figure:
                 legendgroup=_label(r["momentum"]),
                 mode="lines+markers",
                 line=dict(color=color),
+                marker=dict(symbol=_symbol(r["momentum"]), size=7),
                 hovertemplate="step %{x}: %{y:.1f}%<extra>" + _label(r["momentum"]) + "</extra>",
             )
         )

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from ..config import NORM_NAMES, TrainConfig
 from ..model import group_count
-from ..plot import NORM_COLORS
+from ..plot import NORM_COLORS, NORM_SYMBOLS, line_markers
 from ..trainer import train
 from . import common
 from .base import Scenario, job
@@ -148,11 +148,12 @@ def _curve_figure(
         fig.add_scatter(
             x=r[x_key],
             y=[scale * v for v in r[y_key]],
-            mode="lines",
+            mode="lines+markers",
             name=name,
             legendgroup=name,
             showlegend=name not in shown,
             line=dict(color=NORM_COLORS[r["norm"]], dash=DASHES.get(r["norm"], "solid"), width=1.8),
+            marker=line_markers(NORM_SYMBOLS[r["norm"]], size=7),
             hovertemplate=f"{name}, seed {r['seed']}<br>step %{{x}}<br>%{{y:.3g}}<extra></extra>",
         )
         shown.add(name)

@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..config import TrainConfig
-from ..plot import NEUTRAL, layer_color
+from ..plot import NEUTRAL, layer_color, layer_symbol, line_markers
 from ..trainer import train
 from . import common
 from .base import Scenario, job
@@ -25,6 +25,11 @@ DASH = {"before": "solid", "after": "dash"}
 
 def _color(activation: str) -> str:
     return layer_color(ACTIVATIONS.index(activation) * 2 if activation in ACTIVATIONS else 4)
+
+
+def _symbol(activation: str) -> str:
+    """A marker symbol per activation, so that its lines tell apart without hue too."""
+    return layer_symbol(ACTIVATIONS.index(activation) * 2 if activation in ACTIVATIONS else 4)
 
 
 def train_placement(
@@ -80,11 +85,12 @@ def _curve_figure(results: dict, x_key: str, y_key: str, scale: float, title, y_
         fig.add_scatter(
             x=r[x_key],
             y=[scale * v for v in r[y_key]],
-            mode="lines",
+            mode="lines+markers",
             name=name,
             legendgroup=name,
             showlegend=key not in shown,
             line=dict(color=_color(r["activation"]), dash=DASH[r["placement"]], width=1.8),
+            marker=line_markers(_symbol(r["activation"]), size=7),
             hovertemplate=f"{name}, seed {r['seed']}<br>step %{{x}}<br>%{{y:.3g}}<extra></extra>",
         )
         shown.add(key)

@@ -23,6 +23,7 @@ from .common import (
 
 NORMS = ("batch", "none")
 DASHES = {"batch": "solid", "none": "dash"}
+PATTERNS = {"batch": "", "none": "/"}  # the bands tell apart without hue too
 FILLS = {"batch": rgba(NORM_COLORS["batch"], 0.25), "none": rgba(NORM_COLORS["none"], 0.15)}
 RUN = dict(lr=0.3, widths=(8, 16, 32), batch_size=32, steps=300, seed=0)
 SNAPSHOT_EVERY = 10  # percentiles every 10 steps: histograms cost time
@@ -147,6 +148,7 @@ def _bands_figure(results: dict) -> go.Figure:
                 name=f"{NORM_NAMES[norm]}: 15th–85th",
                 fill="tonexty",
                 fillcolor=FILLS[norm],
+                fillpattern=dict(shape=PATTERNS[norm], fgcolor=NORM_COLORS[norm]),
                 hoverinfo="skip",
                 **group,
             )

@@ -11,7 +11,7 @@ import math
 import plotly.graph_objects as go
 
 from ..config import NORM_NAMES, TrainConfig
-from ..plot import NORM_COLORS
+from ..plot import NORM_COLORS, NORM_SYMBOLS
 from ..record import Run
 from ..trainer import Trainer
 from .base import Scenario, job
@@ -176,7 +176,7 @@ def published_figure() -> go.Figure:
                 y=[value],
                 name=f"{NORM_NAMES[norm]} (published, batch 32 only)",
                 mode="markers",
-                marker=dict(color=NORM_COLORS[norm], size=10, symbol="diamond"),
+                marker=dict(color=NORM_COLORS[norm], size=10, symbol=NORM_SYMBOLS[norm]),
                 hovertemplate="32 images per GPU: %{y}% top-1 error<extra>"
                 + NORM_NAMES[norm]
                 + ", Wu & He 2018</extra>",

@@ -243,15 +243,16 @@ def _example_figure(results: dict) -> go.Figure:
         )
         fig.update_xaxes(visible=False, row=1, col=1)
         fig.update_yaxes(visible=False, scaleanchor="x", row=1, col=1)
-        for key, name, color in (
-            ("p_eval", "eval mode", NORM_COLORS["batch"]),
-            ("p_train", "train mode, this image alone", NORM_COLORS["none"]),
+        for key, name, color, pattern in (
+            ("p_eval", "eval mode", NORM_COLORS["batch"], ""),
+            ("p_train", "train mode, this image alone", NORM_COLORS["none"], "/"),
         ):
             fig.add_bar(
                 x=r["classes"],
                 y=ex[key],
                 name=name,
                 marker_color=color,
+                marker_pattern_shape=pattern,  # told apart without hue too
                 hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>",
                 row=1,
                 col=2,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import plotly.graph_objects as go
 import streamlit as st
 
+from ...plot import describe
 from ...record import Run
 from ..session import Frame
 
@@ -26,8 +27,9 @@ def new_redraw() -> None:
 
 
 def chart(figure: go.Figure, key: str) -> None:
-    """A plotly figure at full width (Streamlit's theme follows light/dark mode)."""
-    st.plotly_chart(figure, width="stretch", key=key)
+    """A plotly figure at full width (Streamlit's theme follows light/dark mode), with a text
+    alternative read from the figure (its title and latest values) as its accessible name."""
+    st.plotly_chart(figure, width="stretch", key=key, alt=describe(figure))
 
 
 def secondary_chart(frame: Frame, key: str, build: Callable[[], go.Figure], *inputs) -> None:
