@@ -27,6 +27,8 @@ CHART_TEXT_CSS = """
 #   column were cut too). Wide screens keep the figure as is.
 # - The buttons: smaller padding, type and gaps, so that the six (icons kept) take two short
 #   rows under a smaller page title, less space above it, and the tabs are on the first screen.
+# - The scenario panel: less padding in its box and its explanation, and its charts' subtitles
+#   scaled a little more (those charts sit in that box, narrower than a view's).
 PHONE_CSS = """
 @media (max-width: 640px) {
   .katex-display {
@@ -66,6 +68,16 @@ PHONE_CSS = """
   }
   .st-key-controls button p {
     font-size: 0.875rem !important;
+  }
+  .st-key-scenario_panel {
+    padding: 0.6rem !important;
+  }
+  .st-key-scenario_panel [data-testid='stExpanderDetails'] {
+    padding-left: 0.4rem !important;
+    padding-right: 0.4rem !important;
+  }
+  .st-key-scenario_panel .js-plotly-plot .g-gtitle .gtitle-subtitle {
+    transform: scale(0.6);
   }
 }
 @media (max-width: 380px) {
