@@ -121,9 +121,11 @@ def render(scenario: Scenario, frame: Frame) -> None:
                 st.error(f"{label}: this experiment failed ({plain(message)}).")
             _progress(scenario, done, missing)
             figures = scenario.figures(done)
-            for row in range(0, len(figures), 2):
-                cols = st.columns(2)
-                for col, (i, figure) in zip(cols, enumerate(figures[row : row + 2], start=row)):
+            per_row = 1 if present else 2  # on a projector each chart takes the whole width
+            for row in range(0, len(figures), per_row):
+                cols = st.columns(per_row)
+                chunk = figures[row : row + per_row]
+                for col, (i, figure) in zip(cols, enumerate(chunk, start=row)):
                     with col:
                         chart(figure, f"scenario_{i}")
             _actions(scenario, frame)

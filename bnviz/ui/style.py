@@ -10,7 +10,9 @@ import streamlit as st
 # softened to keep them second to the title and the data: 78% of it over the background is
 # about 6:1 on white and 10:1 on the dark theme.
 CHART_TEXT_CSS = """
-.js-plotly-plot :is(.xtick text, .ytick text, .xtitle, .ytitle, .gtitle-subtitle) {
+.js-plotly-plot :is(.xaxislayer-above, .yaxislayer-above) text,
+.js-plotly-plot .infolayer :is([class^="g-x"], [class^="g-y"]) text,
+.js-plotly-plot .gtitle-subtitle {
   fill: color-mix(in srgb, currentColor 78%, transparent) !important;
 }
 """
