@@ -5,8 +5,9 @@ so no browser is needed.
 
 Streamlit keeps a closed tab's session for server.disconnectedSessionTTL (in case it
 reconnects), and drops expired ones only when its session store is next written to, which
-the next tab that closes does. The server runs with a census of live bnviz sessions
-(tests/census_server.py) so the test can see them go."""
+the next tab that closes does. The test sets that TTL to 0, so each closing tab drops those
+closed before it, and waits on what the server holds, never on a clock: the server runs with
+a census of live bnviz sessions (tests/census_server.py), which the test polls."""
 
 import asyncio
 import os
@@ -17,30 +18,16 @@ from pathlib import Path
 import pytest
 from conftest import TALLY
 
-from bench.harness import ROOT, Server, cpu_seconds, proc_status_kib
+from bench.harness import ROOT, Server, proc_status_kib
 from bench.wsclient import StreamlitClient
 
 ROUNDS, SESSIONS = 3, 10  # sessions per round, all at once
-TTL = 1  # seconds Streamlit keeps a closed tab's session (120 by default, for reconnects)
+TTL = 0  # seconds Streamlit keeps a closed tab's session (120 by default, for reconnects)
 
 
-def _proc(pid: int) -> tuple[float, float]:
-    """(RSS in MB, CPU seconds used) of a process."""
-    return proc_status_kib(pid)["VmRSS"] / 1024, cpu_seconds(pid)
-
-
-def _settle(pid: int, timeout: float = 60.0) -> float:
-    """Wait until the server is idle (under 10% of a core over a one-second window; a generous
-    deadline, since a loaded machine can keep it busier); its RSS then, with the CPU seen."""
-    deadline = time.monotonic() + timeout
-    while True:
-        _, cpu = _proc(pid)
-        time.sleep(1.0)  # the measuring window, not a wait for something to happen
-        rss, later = _proc(pid)
-        if later - cpu < 0.1:
-            print(f"server idle: {later - cpu:.2f} s of CPU in 1 s, RSS {rss:.0f} MB")
-            return rss
-        assert time.monotonic() < deadline, f"still busy: {later - cpu:.2f} s of CPU in 1 s"
+def _rss(pid: int) -> float:
+    """Resident memory of a process, in MB."""
+    return proc_status_kib(pid)["VmRSS"] / 1024
 
 
 async def _visit(url: str, trained: asyncio.Event) -> int:
@@ -101,14 +88,23 @@ def _none_training(census: Path, timeout: float = 60.0) -> float:
     return time.monotonic() - start
 
 
+def _held_at_most(census: Path, sessions: int, timeout: float = 60.0) -> None:
+    """Wait until the server holds at most `sessions` bnviz sessions (closed tabs' go as the
+    tabs after them close)."""
+    deadline = time.monotonic() + timeout
+    while (alive := _census(census)[0]) > sessions:
+        assert time.monotonic() < deadline, f"the server still holds {alive} sessions"
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
 def test_closed_tabs_stop_training_and_give_their_memory_back(tmp_path):
     census = tmp_path / "census"
     with _server(census) as server:
         url, pid = server.url, server.process.pid
         asyncio.run(_round(url, 2))  # warm up: imports, the opening, first allocations
-        time.sleep(TTL + 1)  # Streamlit's TTL runs on its clock: let it pass (no event)
-        before = _settle(pid)
+        _none_training(census)
+        _held_at_most(census, 1)  # the tab that closed last is held until the next one closes
+        before = _rss(pid)
         after, stopping = [], []
         for _ in range(ROUNDS):
             trained = asyncio.run(_round(url, SESSIONS))
@@ -116,13 +112,12 @@ def test_closed_tabs_stop_training_and_give_their_memory_back(tmp_path):
             assert max(trained) > 0, trained  # Play did start training (two threads' worth)
             stopping.append(_none_training(census))  # no closed tab trains on
             assert _census(census)[2] == 0  # each stopped mid-run, none trained to its end
-            time.sleep(TTL + 1)
-            after.append(_settle(pid))
+            after.append(_rss(pid))  # the round's last closed tabs go as the next ones close
         print(f"seconds until no closed session trained, per round: {stopping}")
-        asyncio.run(_round(url, 1))  # one more tab closes: the expired sessions go
-        time.sleep(TTL + 1)
-        assert _census(census)[0] <= 1  # of 33 sessions, at most that last one is held
-        final = _settle(pid)
+        asyncio.run(_round(url, 1))  # one more tab opens and closes: the last round's goes
+        _none_training(census)
+        _held_at_most(census, 1)  # of 33 sessions, at most that last one is held
+        final = _rss(pid)
         # The census is the exact check. RSS is printed, with a generous bound against a gross
         # leak: the allocator keeps some of what 33 sessions used, more on a busy machine.
         print(f"RSS {before:.0f} MB before, {after} after each round, {final:.0f} MB at the end")
