@@ -5,11 +5,13 @@ import re
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import skip_guard
 import torch
 
 from bnviz import TrainConfig, Trainer
+from bnviz import figures as F
 
 # Bugs in the page reach the tests as exceptions instead of a message (see bnviz.ui.page._guarded).
 os.environ.setdefault("BNVIZ_RAISE", "1")
@@ -172,3 +174,31 @@ def pytest_terminal_summary(terminalreporter):
         stats = terminalreporter.stats
         failed = len(stats.get("failed", [])) + len(stats.get("error", []))
         terminalreporter.write_line(f"tried: {tried}; failed tests: {failed}")
+
+
+def batch_noise():
+    """A batch-noise measurement of four batches, for batch_noise_figure."""
+    from bnviz.measure import BatchNoise
+
+    return BatchNoise(
+        layer=1, channel=3, batch_size=8, batch_means=np.array([0.1, 0.3, 0.2, 0.4]),
+        batch_vars=np.array([1.0, 1.5, 0.5, 1.2]), full_mean=0.25, full_var=1.1,
+    )  # fmt: skip
+
+
+# Every run figure, as the views draw it: (main run, twin or None) -> figure.
+RUN_FIGURES = {
+    "loss": F.loss_figure,
+    "accuracy": F.accuracy_figure,
+    "histogram": lambda m, t: F.histogram_figure(m, 1, -1),
+    "channel histogram": lambda m, t: F.histogram_figure(m, 0, -1, channel=0),
+    "percentile": lambda m, t: F.percentile_figure(m, 1, t),
+    "saturation": F.saturation_figure,
+    "running_stats": lambda m, t: F.running_stats_figure(m, 0, 0),
+    "affine": lambda m, t: F.affine_figure(m, 1),
+    "gain": lambda m, t: F.gain_figure(m, 1),
+    "grad_norm": F.grad_norm_figure,
+    "update_ratio": F.update_ratio_figure,
+    "eval_gap": F.eval_gap_figure,
+    "batch_noise": lambda m, t: F.batch_noise_figure(batch_noise()),
+}

@@ -10,12 +10,11 @@ import time
 import numpy as np
 import plotly.graph_objects as go
 import pytest
-from conftest import SMALL, open_app
+from conftest import RUN_FIGURES, SMALL, open_app
 
 from bnviz import Lockstep, TrainConfig, Trainer, precompute
 from bnviz import figures as F
 from bnviz import plot as P
-from bnviz.measure import BatchNoise
 from bnviz.scenarios import SCENARIOS
 from bnviz.scenarios.tiny_batches import published_figure
 from bnviz.ui.links import VIEWS
@@ -33,30 +32,6 @@ def twins():
     lockstep.set(lr=0.01)
     lockstep.step(20)
     return tuple(lockstep.runs)
-
-
-def _noise() -> BatchNoise:
-    return BatchNoise(
-        layer=1, channel=3, batch_size=8, batch_means=np.array([0.1, 0.3, 0.2, 0.4]),
-        batch_vars=np.array([1.0, 1.5, 0.5, 1.2]), full_mean=0.25, full_var=1.1,
-    )  # fmt: skip
-
-
-RUN_FIGURES = {  # (main, twin) -> figure, as the views show them
-    "loss": F.loss_figure,
-    "accuracy": F.accuracy_figure,
-    "histogram": lambda m, t: F.histogram_figure(m, 1, -1),
-    "channel histogram": lambda m, t: F.histogram_figure(m, 0, -1, channel=0),
-    "percentile": lambda m, t: F.percentile_figure(m, 1, t),
-    "saturation": F.saturation_figure,
-    "running_stats": lambda m, t: F.running_stats_figure(m, 0, 0),
-    "affine": lambda m, t: F.affine_figure(m, 1),
-    "gain": lambda m, t: F.gain_figure(m, 1),
-    "grad_norm": F.grad_norm_figure,
-    "update_ratio": F.update_ratio_figure,
-    "eval_gap": F.eval_gap_figure,
-    "batch_noise": lambda m, t: F.batch_noise_figure(_noise()),
-}
 
 
 def _shipped(scenario_id: str) -> dict:

@@ -7,13 +7,12 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 import pytest
-from conftest import SMALL
+from conftest import RUN_FIGURES, SMALL, batch_noise
 
 from bnviz import Lockstep, Run, TrainConfig, Trainer
 from bnviz import figures as F
 from bnviz import plot as P
 from bnviz.batchnorm import effective_window
-from bnviz.measure import BatchNoise
 from bnviz.record import momentum_numbers
 
 CONFIG = TrainConfig(**SMALL)
@@ -85,32 +84,9 @@ def _legend_entries(fig: go.Figure) -> list[go.Scatter]:
     return [t for t in fig.data if t.name and t.showlegend is not False]
 
 
-def _noise() -> BatchNoise:
-    return BatchNoise(
-        layer=1, channel=3, batch_size=8, batch_means=np.array([0.1, 0.3, 0.2, 0.4]),
-        batch_vars=np.array([1.0, 1.5, 0.5, 1.2]), full_mean=0.25, full_var=1.1,
-    )  # fmt: skip
-
-
-LAYOUT_CASES = {  # (main, twin) -> figure, as the views show them
-    "loss": F.loss_figure,
-    "accuracy": F.accuracy_figure,
-    "histogram": lambda m, t: F.histogram_figure(m, 1, -1),
-    "percentile": lambda m, t: F.percentile_figure(m, 1, t),
-    "saturation": F.saturation_figure,
-    "running_stats": lambda m, t: F.running_stats_figure(m, 0, 0),
-    "affine": lambda m, t: F.affine_figure(m, 0),
-    "gain": lambda m, t: F.gain_figure(m, 1),
-    "grad_norm": F.grad_norm_figure,
-    "update_ratio": F.update_ratio_figure,
-    "eval_gap": F.eval_gap_figure,
-    "batch_noise": lambda m, t: F.batch_noise_figure(_noise()),
-}
-
-
-@pytest.mark.parametrize("name", LAYOUT_CASES)
+@pytest.mark.parametrize("name", RUN_FIGURES)
 def test_layout_reads_on_a_projector_and_leaves_the_theme_alone(twins, name):
-    fig = LAYOUT_CASES[name](*twins)
+    fig = RUN_FIGURES[name](*twins)
     layout = fig.layout
     assert layout.paper_bgcolor is None and layout.plot_bgcolor is None  # the theme's
     assert layout.font.color is None and layout.legend.font.color is None
@@ -446,7 +422,7 @@ def test_gain_axis_at_eps_1_reads_the_gains_themselves():
 
 
 def test_batch_noise_figure_marks_the_full_data_values():
-    noise = _noise()
+    noise = batch_noise()
     fig = F.batch_noise_figure(noise)
     np.testing.assert_array_equal(fig.data[0].x, noise.batch_means)
     np.testing.assert_array_equal(fig.data[1].x, noise.batch_vars)
