@@ -14,6 +14,7 @@ torch and numpy, except modules that no job can depend on for its numbers:
 - bnviz/figures.py (run record -> figure),
 - bnviz/plot.py (the plotting kit: how every figure looks, the scenarios' included; the one
   plotting helper that jobs use for their numbers, stride, is in bnviz/series.py, covered),
+- bnviz/alttext.py (a figure said in words),
 - bnviz/cache.py (where results are kept, not what they are),
 - bnviz/__main__.py (the command line).
 
@@ -64,7 +65,7 @@ FORMAT = 1
 PACKAGE = Path(__file__).resolve().parent
 DEFAULT_DIR = PACKAGE.parent / "assets" / "precomputed"
 # modules of bnviz/ that cannot change a result (see the docstring)
-NOT_RESULTS = ("__main__.py", "cache.py", "figures.py", "memory.py", "plot.py")
+NOT_RESULTS = ("__main__.py", "alttext.py", "cache.py", "figures.py", "memory.py", "plot.py")
 MANIFEST = "manifest.json"
 REGENERATE = "python -m bnviz precompute"
 

@@ -13,6 +13,7 @@ import pytest
 from conftest import RUN_FIGURES, SMALL, open_app
 
 from bnviz import Lockstep, TrainConfig, Trainer, precompute
+from bnviz import alttext as A
 from bnviz import figures as F
 from bnviz import plot as P
 from bnviz.scenarios import SCENARIOS
@@ -61,14 +62,14 @@ def _latest(fig: go.Figure) -> list[str]:
             y = np.asarray(t.y, dtype=np.float64)
             y = y[np.isfinite(y)]
             if len(y):
-                out.append(P.number(y[-1]))
+                out.append(A.number(y[-1]))
     return out
 
 
 def _check_description(fig: go.Figure, where: str) -> str:
-    text = P.describe(fig)
-    assert text.strip() and len(text) <= P.MAX_DESCRIPTION, (where, text)
-    title = P._plain(fig.layout.title.text)
+    text = A.describe(fig)
+    assert text.strip() and len(text) <= A.MAX_DESCRIPTION, (where, text)
+    title = A._plain(fig.layout.title.text)
     assert text.startswith(title), (where, text)
     if any(t.type != "table" for t in fig.data) or not fig.data:
         assert len(text) > len(title) + 2, (where, text)  # more than the title
@@ -90,32 +91,32 @@ def test_every_run_figure_describes_its_latest_values(twins, name):
 
 def test_descriptions_name_the_runs_and_their_latest_values(twins):
     main, twin = twins
-    text = P.describe(F.loss_figure(main, twin))
+    text = A.describe(F.loss_figure(main, twin))
     assert text.startswith("Training loss.")
-    last = P.number(main.metric("train_loss")[-1]), P.number(twin.metric("train_loss")[-1])
+    last = A.number(main.metric("train_loss")[-1]), A.number(twin.metric("train_loss")[-1])
     assert f"Latest at step {main.num_steps}: BatchNorm (main) {last[0]}" in text, text
     assert f"no norm (twin) {last[1]}" in text, text
     assert "Marked: lr 0.05→0.01 at step 21" in text, text
     # 16 channels' lines of γ and β are summarized, not listed
-    affine = P.describe(F.affine_figure(main, 1))
+    affine = A.describe(F.affine_figure(main, 1))
     assert "γ: 16 lines, latest from" in affine and "β: 16 lines" in affine, affine
     # bars by their range and peak; a histogram panel by its title
-    histogram = P.describe(F.histogram_figure(main, 1, -1))
+    histogram = A.describe(F.histogram_figure(main, 1, -1))
     assert "pre-norm (the norm's input): 40 bars over value" in histogram, histogram
     assert "highest" in histogram
     # a band (15th to 85th percentile) as its two ends
-    assert " to " in P.describe(F.percentile_figure(main, 1)).split("percentile")[-1]
+    assert " to " in A.describe(F.percentile_figure(main, 1)).split("percentile")[-1]
 
 
 def test_an_empty_figure_says_so(twins):
     run = Trainer(CONFIG).run
     for fig in (F.loss_figure(run), F.saturation_figure(run), F.affine_figure(run, 0)):
-        text = P.describe(fig)
+        text = A.describe(fig)
         assert "no data yet" in text or "no snapshot yet" in text, text
 
 
 def test_numbers_are_read_with_about_three_significant_digits():
-    assert [P.number(v) for v in (2.1834, 0.001234, 40.0, 12345.6, 3.2e-7, 1e7)] == [
+    assert [A.number(v) for v in (2.1834, 0.001234, 40.0, 12345.6, 3.2e-7, 1e7)] == [
         "2.18", "0.00123", "40", "12346", "3.2e-07", "1e+07",
     ]  # fmt: skip
 
@@ -142,7 +143,7 @@ def test_describing_a_long_runs_figures_is_cheap():
         fig = build(main, twin)
         start = time.perf_counter()
         for _ in range(5):
-            P.describe(fig)
+            A.describe(fig)
         worst = max(worst, (time.perf_counter() - start) / 5)
     assert worst < 0.005, f"{worst * 1000:.2f} ms"
 
@@ -157,7 +158,7 @@ def test_every_chart_on_every_view_has_a_text_alternative():
         for chart in at.get("plotly_chart"):
             alt = chart.proto.alt
             title = json.loads(chart.proto.spec)["layout"]["title"]["text"]
-            assert alt.strip() and alt.startswith(P._plain(title)), (view, chart.key, alt)
+            assert alt.strip() and alt.startswith(A._plain(title)), (view, chart.key, alt)
             seen += 1
     assert seen >= 10
 

@@ -23,7 +23,7 @@ def test_the_kit_knows_plotly_not_runs():
     imported += [
         "." * n.level + (n.module or "") for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
     ]
-    allowed = ("__future__", "base64", "math", "re", "textwrap", "numpy", "plotly")
+    allowed = ("__future__", "math", "textwrap", "numpy", "plotly")
     assert [m for m in imported if m.split(".")[0] not in allowed] == []
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import plotly.graph_objects as go
 import streamlit as st
 
-from ...plot import describe
+from ...alttext import describe
 from ...record import Run
 from ..session import Frame
 
