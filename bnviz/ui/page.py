@@ -520,9 +520,9 @@ def _page():
     links.share_link(sidebar.values(), scenario_id)
     session = _current_session(config, twin)
     session.touch()
-    style.inject(present=st.session_state["present"])
+    style.inject(present=presenting())
     keys.inject()
-    if not st.session_state["present"]:
+    if not presenting():
         st.title("BatchNorm, live")
     if st.session_state["link_notes"]:
         st.error(

@@ -114,7 +114,7 @@ def render(scenario: Scenario, frame: Frame) -> None:
         with st.expander(
             "The full explanation" if present else "Explanation", expanded=not present
         ):
-            if present:
+            if takeaway:  # the question, which the takeaway stood in for
                 st.caption(scenario.summary)
             st.markdown(scenario.explain(done, frame.run, frame.twin))
             for label, message in errors.items():
