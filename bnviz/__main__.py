@@ -1,5 +1,6 @@
-"""Command line: python -m bnviz train --set batch_size=16 --set norm=none --out run.json, and
-python -m bnviz precompute (the scenarios' default results shipped in assets/precomputed/)."""
+"""Command line: python -m bnviz train --set batch_size=16 --set norm=none --out run.json,
+python -m bnviz precompute (the scenarios' default results shipped in assets/precomputed/), and
+python -m bnviz replicate (the scenarios' verdicts again with other seeds)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ EXAMPLES = """examples:
   python -m bnviz train --set batch_size=16 --set norm=none --out run.json
   python -m bnviz train --set widths=32,64 --set momentum=None --set steps=500
   python -m bnviz precompute
-  python -m bnviz precompute --scenario momentum-lag --scenario epsilon
+  python -m bnviz precompute --jobs 2
+  python -m bnviz precompute --scenario momentum-lag --scenario epsilon --all
+  python -m bnviz replicate --scenario high-lr --seeds 100-104 --jobs 2
 """
 
 
@@ -85,17 +88,83 @@ def cmd_precompute(args) -> int:
 
     started = time.perf_counter()
     try:
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be at least 1; got {args.jobs}")
         out = args.out or precompute.DEFAULT_DIR  # where the app looks, wherever we run from
-        manifest = precompute.precompute(out, args.scenario or None)
+        manifest = precompute.precompute(
+            out, args.scenario or None, workers=args.jobs, force=args.all
+        )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     total = sum(entry["bytes"] for entry in manifest["scenarios"].values())
     print(
         f"{len(manifest['scenarios'])} scenario files, {total / 1024:.0f} kB, in "
-        f"{time.perf_counter() - started:.1f} s; fingerprint {precompute.fingerprint()[:12]}"
+        f"{time.perf_counter() - started:.1f} s"
     )
     return 0
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """'100-104' -> (100, ..., 104); '3,7,9' -> (3, 7, 9)."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
+            raise ValueError(f"--seeds takes numbers and ranges like 100-104 or 3,7; got {text!r}")
+        seeds += range(int(low), int(high) + 1) if dash else [int(low)]
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ValueError(f"--seeds must name distinct seeds; got {text!r}")
+    return tuple(seeds)
+
+
+def _holds(verdict) -> str:
+    if verdict.pending:
+        return f"pending ({verdict.seeds} seeds)"
+    word = {True: "holds", False: "reversed", None: "not distinguishable"}[verdict.holds]
+    return f"{word} ({verdict.agree}/{verdict.seeds} agree)"
+
+
+def cmd_replicate(args) -> int:
+    """Run every job of the scenarios again with other seeds and compare their verdicts with the
+    shipped results' verdicts. Exit status 1 if any verdict differs."""
+    from . import precompute
+    from .scenarios import SCENARIOS
+    from .scenarios.evidence import REPLICATION_SEEDS
+
+    try:
+        seeds = parse_seeds(args.seeds) if args.seeds else REPLICATION_SEEDS
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be at least 1; got {args.jobs}")
+        ids = args.scenario or [i for i, s in SCENARIOS.items() if s.jobs()]
+        unknown = [i for i in ids if i not in SCENARIOS]
+        if unknown:
+            raise ValueError(f"unknown scenario {', '.join(unknown)}")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    fresh = precompute.run_jobs(
+        ids, args.jobs, seeds=seeds, progress=lambda m: print(m, flush=True)
+    )
+    differ = 0
+    for sid in ids:
+        again = SCENARIOS[sid].verdicts({job.label: r for job, r in fresh[sid]})
+        path = precompute.scenario_file(precompute.DEFAULT_DIR, sid)
+        shipped_jobs = precompute.read_gzip(path)["jobs"] if path.exists() else []
+        shipped = {
+            v.key: v
+            for v in SCENARIOS[sid].verdicts({j["label"]: j["result"] for j in shipped_jobs})
+        }
+        print(f"\n{sid}: seeds {', '.join(map(str, seeds))} against the shipped seeds")
+        for v in again:
+            before = shipped.get(v.key)
+            same = before is not None and before.holds == v.holds
+            differ += not same
+            print(f"  {'same' if same else 'DIFFERS'}: {v.key}: shipped "
+                  f"{_holds(before) if before else 'absent'}, replication {_holds(v)}")  # fmt: skip
+    print(f"\n{differ} verdicts differ; {time.perf_counter() - started:.0f} s")
+    return 1 if differ else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,7 +210,28 @@ def main(argv: list[str] | None = None) -> int:
         metavar="ID",
         help="only this scenario (repeatable; default: all)",
     )
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (default: 1)")
+    p.add_argument(
+        "--all", action="store_true", help="also the scenarios whose files are up to date"
+    )
     p.set_defaults(func=cmd_precompute)
+    p = commands.add_parser(
+        "replicate",
+        help="run the scenarios' experiments with other seeds and compare their verdicts",
+        description="Run every job of the scenarios (default: all with jobs) with other seeds "
+        "and print, verdict by verdict, whether it agrees with the shipped results. Exit "
+        "status 1 if any verdict differs.",
+    )
+    p.add_argument(
+        "--scenario", action="append", metavar="ID", help="only this scenario (repeatable)"
+    )
+    p.add_argument(
+        "--seeds",
+        help="the seeds to run, e.g. 100-104 or 3,7,9 (default: "
+        "bnviz.scenarios.evidence.REPLICATION_SEEDS)",
+    )
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (default: 1)")
+    p.set_defaults(func=cmd_replicate)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -1,30 +1,29 @@
 """Precomputed scenario results, shipped in assets/precomputed/ so that a cold server shows every
-scenario's figures at once instead of after 15-40 s of background jobs.
+scenario's figures at once instead of after minutes of background jobs.
 
-`python -m bnviz precompute` runs every job of every scenario in this process (one torch thread,
-as the app) and writes one gzip-compressed JSON file per scenario plus manifest.json. The app
-uses a file only while its fingerprint equals `fingerprint()`; otherwise it logs one warning and
-computes the results live, as it would without the file.
+`python -m bnviz precompute` runs the jobs of every scenario whose file is missing or stale, in
+`--jobs N` processes (one torch thread each, as the app), and writes one gzip-compressed JSON
+file per scenario plus manifest.json. The app uses a file only while its fingerprint equals
+`fingerprint(scenario_id)`; otherwise it logs one warning and computes the results live, as it
+would without the file.
 
-What the fingerprint covers (the rule): the source bytes of every module under bnviz/ and
-bnviz/scenarios/ (this one included: it defines the file format), plus the public versions of
-torch and numpy, except modules that no job can depend on for its numbers:
+What a scenario's fingerprint covers (the rule): the public versions of torch and numpy; the
+engine, i.e. the source bytes of every module directly under bnviz/ except those that no job
+can depend on for its numbers (NOT_RESULTS: the command line, figures, the plotting kit, text
+alternatives, the results cache, memory figures); and the scenario's own experiment code: the
+modules that define its jobs' functions (bnviz/experiments/<name>.py) and the bnviz.experiments
+modules they import, transitively. Not covered: bnviz/scenarios/ (a scenario's labels, text,
+verdicts and figures: they read results, they do not make them) and bnviz/ui/. So editing one
+scenario's text changes no file; editing its experiments makes only its own file stale; editing
+the engine makes all of them stale. A job whose arguments change is caught by its key digest
+(below), whatever module lists it.
 
-- bnviz/ui/** (the page; it only draws and schedules jobs),
-- bnviz/figures.py (run record -> figure),
-- bnviz/plot.py (the plotting kit: how every figure looks, the scenarios' included; the one
-  plotting helper that jobs use for their numbers, stride, is in bnviz/series.py, covered),
-- bnviz/alttext.py (a figure said in words),
-- bnviz/cache.py (where results are kept, not what they are),
-- bnviz/__main__.py (the command line).
+A new engine module is covered unless it is added to NOT_RESULTS: forgetting it costs a
+regeneration, never a wrong number. The torch version is taken without its local label
+('2.13.0+cpu' -> '2.13.0'): the pin admits either build and bnviz computes on the CPU only.
 
-A new module is covered unless it is added to NOT_RESULTS: forgetting it costs a regeneration,
-never a wrong number. Whole scenario modules are hashed, so editing a scenario's figures or text
-also asks for a regeneration (a few minutes), which is the price of a simple, safe rule. The
-torch version is taken without its local label ('2.13.0+cpu' -> '2.13.0'): the pin admits
-either build and bnviz computes on the CPU only.
-
-Bit for bit: jobs are deterministic for given code, versions and thread count, and the files
+Bit for bit: jobs are deterministic for given code, versions and thread count (each worker
+process uses one thread, so `--jobs N` gives the same numbers as one process), and the files
 are written deterministically (no timestamps, gzip mtime 0, fixed key order), so two runs on one
 machine give identical bytes. Float results may differ in the last bits on another CPU family
 (torch picks vectorised kernels by CPU); the fingerprint does not try to capture that.
@@ -43,17 +42,20 @@ another session is shown."""
 
 from __future__ import annotations
 
+import ast
 import gzip
 import hashlib
 import io
 import json
 import logging
 import math
+import multiprocessing
 import os
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +63,9 @@ import torch
 
 from .scenarios import SCENARIOS
 
-FORMAT = 1
+FORMAT = 2  # 2: one fingerprint per scenario
 PACKAGE = Path(__file__).resolve().parent
+EXPERIMENTS = f"{PACKAGE.name}.experiments"
 DEFAULT_DIR = PACKAGE.parent / "assets" / "precomputed"
 # modules of bnviz/ that cannot change a result (see the docstring)
 NOT_RESULTS = ("__main__.py", "alttext.py", "cache.py", "figures.py", "memory.py", "plot.py")
@@ -76,20 +79,60 @@ log = logging.getLogger(__name__)
 
 
 def engine_files() -> list[Path]:
-    """The modules the fingerprint covers, in a fixed order (see the module docstring)."""
-    files = [*PACKAGE.glob("*.py"), *(PACKAGE / "scenarios").glob("*.py")]
-    files = [f for f in files if f.relative_to(PACKAGE).as_posix() not in NOT_RESULTS]
-    return sorted(files, key=lambda f: f.relative_to(PACKAGE).as_posix())
+    """The engine modules every fingerprint covers, in a fixed order (see the module docstring)."""
+    files = [f for f in PACKAGE.glob("*.py") if f.name not in NOT_RESULTS]
+    return sorted(files, key=lambda f: f.name)
+
+
+def _module_file(module: str) -> Path:
+    """bnviz.experiments.high_lr -> .../bnviz/experiments/high_lr.py (modules of bnviz only)."""
+    parts = module.split(".")
+    if parts[0] != PACKAGE.name:
+        raise ValueError(f"a job's function must be defined in bnviz; got {module}")
+    path = PACKAGE.joinpath(*parts[1:])
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def _experiment_imports(path: Path) -> set[Path]:
+    """The bnviz.experiments modules a module imports (relative or absolute)."""
+    found = set()
+    package = path.parent.relative_to(PACKAGE.parent).as_posix().replace("/", ".")
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            module = f"{base}.{node.module}" if base and node.module else node.module or base
+            names = [f"{module}.{a.name}" for a in node.names] + [module]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        for name in names:
+            if name.startswith(EXPERIMENTS + ".") and _module_file(name).exists():
+                found.add(_module_file(name))
+    return found
+
+
+def experiment_files(scenario_id: str) -> list[Path]:
+    """The modules defining the scenario's jobs' functions, and the bnviz.experiments modules
+    they import, transitively, in a fixed order."""
+    todo = {_module_file(j.fn.__module__) for j in SCENARIOS[scenario_id].jobs()}
+    seen: set[Path] = set()
+    while todo:
+        path = todo.pop()
+        if path not in seen:
+            seen.add(path)
+            todo |= _experiment_imports(path)
+    return sorted(seen, key=lambda f: f.relative_to(PACKAGE).as_posix())
 
 
 def _public(version: str) -> str:
     return version.split("+", 1)[0]
 
 
-def _hash_engine() -> str:
+def _hash(files: Iterable[Path]) -> str:
     h = hashlib.sha256(f"bnviz precompute format {FORMAT}\n".encode())
     h.update(f"torch {_public(torch.__version__)}\nnumpy {np.__version__}\n".encode())
-    for path in engine_files():
+    for path in files:
         # line endings normalised, so a Windows checkout hashes the same
         source = path.read_bytes().replace(b"\r\n", b"\n")
         name = path.relative_to(PACKAGE).as_posix().encode()
@@ -97,16 +140,20 @@ def _hash_engine() -> str:
     return h.hexdigest()
 
 
-_fingerprint: str | None = None  # two threads may both compute it: same value, no harm
+def _hash_scenario(scenario_id: str) -> str:
+    return _hash([*engine_files(), *experiment_files(scenario_id)])
 
 
-def fingerprint() -> str:
-    """sha256 over the engine's sources and the torch and numpy versions, computed once per
-    process: it describes the code this process imported, not later edits of the files."""
-    global _fingerprint
-    if _fingerprint is None:
-        _fingerprint = _hash_engine()
-    return _fingerprint
+_fingerprints: dict[str, str] = {}  # two threads may both compute one: same value, no harm
+
+
+def fingerprint(scenario_id: str) -> str:
+    """sha256 over the engine's and the scenario's experiment sources and the torch and numpy
+    versions, computed once per process: it describes the code this process imported, not
+    later edits of the files."""
+    if scenario_id not in _fingerprints:
+        _fingerprints[scenario_id] = _hash_scenario(scenario_id)
+    return _fingerprints[scenario_id]
 
 
 def key_digest(key) -> str:
@@ -190,7 +237,7 @@ def scenario_payload(scenario_id: str, jobs_and_results: Iterable) -> dict:
     return {
         "format": FORMAT,
         "scenario": scenario_id,
-        "fingerprint": fingerprint(),
+        "fingerprint": fingerprint(scenario_id),
         "jobs": jobs,
     }
 
@@ -210,11 +257,8 @@ def write_manifest(directory: Path) -> dict:
             "sha256": hashlib.sha256(data).hexdigest(),
             "jobs": len(payload["jobs"]),
         }
-    fingerprints = {e["fingerprint"] for e in entries.values()}
     manifest = {
         "format": FORMAT,
-        # the engine every file was made with; null if they differ (a partial regeneration)
-        "fingerprint": fingerprints.pop() if len(fingerprints) == 1 else None,
         "torch": _public(torch.__version__),
         "numpy": np.__version__,
         "regenerate": REGENERATE,
@@ -225,45 +269,123 @@ def write_manifest(directory: Path) -> dict:
     return manifest
 
 
+def is_fresh(directory: Path | str, scenario_id: str) -> bool:
+    """Whether the scenario's file exists, is readable and matches this engine and its jobs."""
+    path = scenario_file(Path(directory), scenario_id)
+    try:
+        payload = read_gzip(path)
+    except (OSError, ValueError, EOFError):
+        return False
+    have = [(j.get("label"), j.get("key")) for j in payload.get("jobs", [])]
+    want = [(j.label, key_digest(j.key)) for j in SCENARIOS[scenario_id].jobs()]
+    return (
+        payload.get("format") == FORMAT
+        and payload.get("fingerprint") == fingerprint(scenario_id)
+        and have == want
+    )
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)  # as the app: results depend on the thread count
+
+
+def _run_job(scenario_id: str, index: int, seeds) -> tuple[dict, float]:
+    """Job `index` of the scenario (with `seeds`, None for its own), timed; in a worker."""
+    job = _jobs_of(scenario_id, seeds)[index]
+    started = time.perf_counter()
+    return job(), time.perf_counter() - started
+
+
+def _jobs_of(scenario_id: str, seeds=None) -> list:
+    jobs = SCENARIOS[scenario_id].jobs
+    return jobs() if seeds is None else jobs(seeds=tuple(seeds))
+
+
+def run_jobs(
+    scenario_ids: Iterable[str],
+    workers: int = 1,
+    seeds=None,
+    progress: Callable[[str], None] = print,
+) -> dict[str, list]:
+    """Every job of the scenarios, in `workers` processes (1: this process), as
+    {scenario_id: [(job, result), ...]} in each scenario's job order. A failing job raises
+    RuntimeError naming it. Longest-first is not attempted: jobs are queued in order."""
+    torch.set_num_threads(1)
+    tasks = [(sid, i) for sid in scenario_ids for i in range(len(_jobs_of(sid, seeds)))]
+    jobs = {sid: _jobs_of(sid, seeds) for sid in scenario_ids}
+    out: dict[str, list] = {sid: [None] * len(jobs[sid]) for sid in scenario_ids}
+
+    def record(sid, i, result, seconds):
+        out[sid][i] = (jobs[sid][i], result)
+        done = sum(r is not None for r in out[sid])
+        progress(f"{sid} [{done}/{len(jobs[sid])}] {jobs[sid][i].label}: {seconds:.1f} s")
+
+    def failed(sid, i, e):
+        return RuntimeError(f"{sid}: job {jobs[sid][i].label!r} failed: {e}")
+
+    if workers <= 1:
+        for sid, i in tasks:
+            try:
+                result, seconds = _run_job(sid, i, seeds)
+            except Exception as e:  # nothing is shipped for a scenario with a failing job
+                raise failed(sid, i, e) from e
+            record(sid, i, result, seconds)
+        return out
+    context = multiprocessing.get_context("spawn")  # no forked torch state
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+        futures = {pool.submit(_run_job, sid, i, seeds): (sid, i) for sid, i in tasks}
+        try:
+            for future in as_completed(futures):
+                sid, i = futures[future]
+                try:
+                    result, seconds = future.result()
+                except Exception as e:
+                    raise failed(sid, i, e) from e
+                record(sid, i, result, seconds)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return out
+
+
 def precompute(
     out_dir: Path | str = DEFAULT_DIR,
     scenario_ids: Iterable[str] | None = None,
     progress: Callable[[str], None] = print,
+    workers: int = 1,
+    force: bool = False,
 ) -> dict:
-    """Run every job of the given scenarios (default: all that have jobs) in this process and
-    write their files and the manifest. Returns the manifest."""
-    torch.set_num_threads(1)  # as the app: results depend on the thread count
-    fingerprint()  # now, before any source file can change under the running jobs
+    """Run every job of the given scenarios (default: all that have jobs) whose file is missing
+    or stale (all of them with `force`), in `workers` processes, and write their files and the
+    manifest. Returns the manifest."""
     out_dir = Path(out_dir)
     ids = list(SCENARIOS) if scenario_ids is None else list(scenario_ids)
     unknown = [i for i in ids if i not in SCENARIOS]
     if unknown:
         raise ValueError(f"unknown scenario {', '.join(unknown)}; have {', '.join(SCENARIOS)}")
+    ids = [i for i in ids if SCENARIOS[i].jobs()]
+    before = {i: fingerprint(i) for i in ids}  # now, before any source file can change
     if scenario_ids is None:  # a full run also drops files of scenarios gone or without jobs
-        keep = {scenario_file(out_dir, i).name for i in ids if SCENARIOS[i].jobs()}
+        keep = {scenario_file(out_dir, i).name for i in ids}
         for old in out_dir.glob("*.json.gz"):
             if old.name not in keep:
                 progress(f"removing {old}")
                 old.unlink()
-    for scenario_id in ids:
-        jobs = SCENARIOS[scenario_id].jobs()
-        if not jobs:
-            progress(f"{scenario_id}: no jobs")
-            continue
-        started, pairs = time.perf_counter(), []
-        for i, job in enumerate(jobs, start=1):
-            t = time.perf_counter()
-            try:
-                pairs.append((job, job()))
-            except Exception as e:  # nothing is shipped for a scenario with a failing job
-                raise RuntimeError(f"{scenario_id}: job {job.label!r} failed: {e}") from e
-            seconds = time.perf_counter() - t
-            progress(f"{scenario_id} [{i}/{len(jobs)}] {job.label}: {seconds:.1f} s")
-        size = write_gzip(scenario_file(out_dir, scenario_id), scenario_payload(scenario_id, pairs))
-        seconds = time.perf_counter() - started
-        progress(f"{scenario_id}: {len(jobs)} jobs in {seconds:.1f} s, {size / 1024:.0f} kB")
-    if _hash_engine() != fingerprint():
-        progress(f"warning: bnviz's sources changed during the run; run `{REGENERATE}` again")
+    todo = [i for i in ids if force or not is_fresh(out_dir, i)]
+    for i in ids:
+        if i not in todo:
+            progress(f"{i}: up to date (fingerprint {fingerprint(i)[:12]})")
+    started = time.perf_counter()
+    for sid, pairs in run_jobs(todo, workers, progress=progress).items():
+        size = write_gzip(scenario_file(out_dir, sid), scenario_payload(sid, pairs))
+        progress(f"{sid}: {len(pairs)} jobs, {size / 1024:.0f} kB")
+    if todo:
+        progress(f"{len(todo)} scenarios in {time.perf_counter() - started:.1f} s")
+    changed = [i for i in ids if _hash_scenario(i) != before[i]]
+    if changed:
+        progress(f"warning: sources changed during the run ({', '.join(changed)}); run "
+                 f"`{REGENERATE}` again")  # fmt: skip
     return write_manifest(out_dir)
 
 
@@ -284,7 +406,7 @@ def _read(directory: Path, scenario_id: str) -> tuple[dict[str, str], str] | Non
         with gzip.open(path, "rb") as f:
             text = f.read().decode()
         payload = json.loads(text)
-        if payload["format"] != FORMAT or payload["fingerprint"] != fingerprint():
+        if payload["format"] != FORMAT or payload["fingerprint"] != fingerprint(scenario_id):
             log.warning(
                 "precomputed results for %s are stale (made by another engine); computing "
                 "them live. Run `%s` to refresh %s",

@@ -45,12 +45,28 @@ def shipped_payload(scenario_id: str) -> dict:
 
 
 def test_shipped_results_match_the_engine():
-    current = precompute.fingerprint()
     entries = manifest()["scenarios"]
-    stale = sorted(sid for sid, e in entries.items() if e["fingerprint"] != current)
-    assert manifest()["fingerprint"] == current and not stale, f"{STALE} (stale: {stale})"
+    stale = sorted(
+        sid for sid, e in entries.items() if e["fingerprint"] != precompute.fingerprint(sid)
+    )
+    assert not stale, f"{STALE} (stale: {stale})"
     for scenario_id in WITH_JOBS:  # the manifest tells the truth about the files
-        assert shipped_payload(scenario_id)["fingerprint"] == current, STALE
+        payload = shipped_payload(scenario_id)
+        assert payload["fingerprint"] == precompute.fingerprint(scenario_id), STALE
+        assert precompute.is_fresh(SHIPPED, scenario_id), STALE
+
+
+def test_a_fingerprint_covers_the_engine_and_the_scenarios_own_experiments_only():
+    engine = {f.name for f in precompute.engine_files()}
+    assert {"trainer.py", "model.py", "record.py", "precompute.py"} <= engine
+    assert not engine & set(precompute.NOT_RESULTS)
+    for scenario_id in WITH_JOBS:
+        files = [f.relative_to(precompute.PACKAGE).as_posix()
+                 for f in precompute.experiment_files(scenario_id)]  # fmt: skip
+        assert files and not any(f.startswith(("scenarios/", "ui/")) for f in files), files
+    # one scenario's experiments are not another's
+    assert precompute.experiment_files("high-lr") != precompute.experiment_files("momentum-lag")
+    assert precompute.fingerprint("high-lr") != precompute.fingerprint("momentum-lag")
 
 
 def test_every_job_of_every_scenario_is_shipped():
@@ -129,7 +145,7 @@ def test_shipped_files_are_canonical_and_small():
 
 
 def test_stale_fingerprint_means_no_results(monkeypatch, caplog):
-    monkeypatch.setattr(precompute, "fingerprint", lambda: "0" * 64)
+    monkeypatch.setattr(precompute, "fingerprint", lambda scenario_id: "0" * 64)
     with caplog.at_level(logging.WARNING, logger="bnviz.precompute"):
         assert precompute.load("momentum-lag") == {}
         assert precompute.load("momentum-lag") == {}
@@ -152,12 +168,16 @@ def half(x: float) -> dict:
     return {"x": x, "half": x / 2, "series": [x, math.nan, math.inf], "name": "γ"}
 
 
+def toy_jobs(seeds=(0,)):
+    return [job(f"x {x}, seed {s}", half, x=x + s) for x in (1.0, 0.1, 3e-300) for s in seeds]
+
+
 TOY = Scenario(
     id="toy",
     title="Toy",
     summary="",
     view="Training",
-    jobs=lambda: [job(f"x {x}", half, x=x) for x in (1.0, 0.1, 3e-300)],
+    jobs=toy_jobs,
 )
 
 
@@ -171,6 +191,15 @@ def test_the_command_writes_identical_bytes_twice_and_load_reads_them(tmp_path, 
         files[name] = {p.name: p.read_bytes() for p in (tmp_path / name).iterdir()}
     assert sorted(files["a"]) == ["manifest.json", "toy.json.gz"]
     assert files["a"] == files["b"]
+    # two worker processes write the same bytes; a fresh file is not computed again
+    assert main(["precompute", "--out", str(tmp_path / "c"), "--scenario", "toy",
+                 "--jobs", "2"]) == 0  # fmt: skip
+    assert {p.name: p.read_bytes() for p in (tmp_path / "c").iterdir()} == files["a"]
+    calls = []
+    monkeypatch.setattr(precompute, "run_jobs", lambda ids, *a, **k: calls.append(ids) or {})
+    assert main(["precompute", "--out", str(tmp_path / "c"), "--scenario", "toy"]) == 0
+    assert main(["precompute", "--out", str(tmp_path / "c"), "--scenario", "toy", "--all"]) == 0
+    assert calls == [[], ["toy"]]
     loaded = precompute.load("toy", tmp_path / "a")
     assert [loaded[j.key]["x"] for j in TOY.jobs()] == [1.0, 0.1, 3e-300]
     assert math.isnan(loaded[TOY.jobs()[0].key]["series"][1])
@@ -180,7 +209,7 @@ def test_the_command_writes_identical_bytes_twice_and_load_reads_them(tmp_path, 
 def test_a_changed_argument_is_not_served_from_the_file(tmp_path, monkeypatch):
     monkeypatch.setitem(SCENARIOS, "toy", TOY)
     precompute.precompute(tmp_path, ["toy"], progress=lambda line: None)
-    changed = Scenario("toy", "", "", "Training", jobs=lambda: [job("x 1.0", half, x=2.0)])
+    changed = Scenario("toy", "", "", "Training", jobs=lambda: [job("x 1.0, seed 0", half, x=2.0)])
     monkeypatch.setitem(SCENARIOS, "toy", changed)
     assert precompute.load("toy", tmp_path) == {}
 
@@ -191,7 +220,7 @@ def test_a_full_run_drops_files_of_scenarios_that_are_gone(tmp_path, monkeypatch
     manifest = precompute.precompute(tmp_path, progress=lambda line: None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "toy.json.gz"]
     assert list(manifest["scenarios"]) == ["toy"]
-    assert manifest["fingerprint"] == precompute.fingerprint()
+    assert manifest["scenarios"]["toy"]["fingerprint"] == precompute.fingerprint("toy")
 
 
 @pytest.mark.parametrize(
@@ -226,7 +255,7 @@ def test_a_cold_server_shows_a_scenario_without_running_its_jobs(monkeypatch):
     assert all(key in worker.cache for key in keys)
     assert not at.get("progress"), "the panel still measures"
     charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
-    expected = scenario.figures({j.label: worker.cache.get(j.key) for j in scenario.jobs()})
+    expected = scenario.draw({j.label: worker.cache.get(j.key) for j in scenario.jobs()})
     for i, figure in enumerate(expected):
         spec = charts[f"scenario_{i}"]
         notes = [a.get("text", "") for a in spec["layout"].get("annotations", [])]

@@ -6,6 +6,7 @@ from conftest import check_explain_without_runs, check_layout, check_preset
 
 from bnviz import Lockstep, TrainConfig
 from bnviz.config import NORM_NAMES
+from bnviz.experiments import common as xcommon
 from bnviz.scenarios import common
 from bnviz.scenarios import norm_family as nf
 from bnviz.scenarios.norm_family import NORMS, SCENARIO
@@ -40,8 +41,8 @@ def test_a_job_equals_the_same_config_in_lockstep(results):
     lock.step(30)
     for config, run in zip(configs, lock.runs):
         job = results[f"{NORM_NAMES[config.norm]}, seed 0"]
-        assert job["acc_running"] == pytest.approx(common.float_list(run.acc_running_stats))
-        assert job["loss"] == pytest.approx(common.loss_curve(run)[1])
+        assert job["acc_running"] == pytest.approx(xcommon.float_list(run.acc_running_stats))
+        assert job["loss"] == pytest.approx(xcommon.loss_curve(run)[1])
 
 
 def test_table_numbers_are_the_runs_numbers(results):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bnviz import Lockstep, TrainConfig, precompute, trainer
-from bnviz.scenarios import SCENARIOS
+from bnviz.scenarios import SCENARIOS, evidence
 
 # Numbers as the texts write them: 0.957, 15.0%, 1e-5, 2015, 3.3×, −0.05.
 NUMBER = re.compile(r"(?<![\w.,])[-−]?(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?(?:e[-+]?\d+)?)(%?)")
@@ -41,7 +41,12 @@ ALLOWED: dict[str, tuple] = {
 
 
 # Named constants of the engine that any text may quote.
-ENGINE = (trainer.EVAL_SIZE, trainer.PERCENTILES)
+ENGINE = (trainer.EVAL_SIZE, trainer.PERCENTILES, evidence.MIN_SEEDS, evidence.LAST_EVALS)
+
+
+def _verdict_numbers(scenario, results: dict) -> list[float]:
+    """The counts a verdict's sentence quotes: seeds, seeds that agree, seeds against."""
+    return _numbers([[v.seeds, v.agree, v.against] for v in scenario.verdicts(results)])
 
 
 def _numbers(obj) -> list[float]:
@@ -143,6 +148,7 @@ def unaccounted(scenario, results: dict, run, twin, write=None) -> list[str]:
     module = importlib.import_module(write.__module__)
     allowed = set(ALLOWED["*"])
     sources = _numbers(results) + _run_numbers(run) + _run_numbers(twin) + _numbers(ENGINE)
+    sources += _verdict_numbers(scenario, results)
     for name in ALLOWED.get(scenario.id, ()):
         if hasattr(module, name):
             sources += _numbers(getattr(module, name))
@@ -221,6 +227,7 @@ def constant(scenario, results: dict, runs, other_runs, write=None) -> list[str]
             allowed.add(name)
     # integers stay as they were too: steps, seeds, sizes, counts
     integers = _numbers(results) + _run_numbers(runs[0]) + _run_numbers(runs[1])
+    integers += _verdict_numbers(scenario, results)
     integers = [x for x in integers if math.isfinite(x) and x.is_integer()]
     sources = np.array([s for s in sources if math.isfinite(s)], dtype=np.float64)
     out = []

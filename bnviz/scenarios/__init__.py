@@ -15,7 +15,7 @@ from . import (
     tiny_batches,
     train_vs_eval,
 )
-from .base import Action, Job, Results, Scenario, job
+from .base import Action, Chart, Job, Results, Scenario, job
 
 FREE_PLAY = "free-play"
 _MODULES = (
@@ -33,4 +33,4 @@ _MODULES = (
 )
 SCENARIOS: dict[str, Scenario] = {m.SCENARIO.id: m.SCENARIO for m in _MODULES}
 
-__all__ = ["FREE_PLAY", "SCENARIOS", "Action", "Job", "Results", "Scenario", "job"]
+__all__ = ["FREE_PLAY", "SCENARIOS", "Action", "Chart", "Job", "Results", "Scenario", "job"]

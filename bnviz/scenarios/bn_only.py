@@ -15,18 +15,12 @@ from torch import nn
 
 from .. import optim
 from ..config import TrainConfig
+from ..experiments.common import clean
 from ..plot import NEUTRAL, NORM_COLORS
 from ..record import Run
 from ..trainer import Trainer
 from .base import Results, Scenario, job
-from .common import (
-    clean,
-    finish,
-    finite_mean,
-    mean_rows,
-    note,
-    pct,
-)
+from .common import finish, finite_mean, mean_rows, note, pct
 
 VARIANTS = ("bn_only", "random", "full")
 LABELS = {

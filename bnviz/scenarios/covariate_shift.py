@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import NORM_NAMES, TrainConfig
+from ..experiments.common import clean
 from ..model import build_model
 from ..plot import (
     HEAD_SYMBOL,
@@ -30,15 +31,7 @@ from ..plot import (
 from ..record import Run
 from ..trainer import Trainer
 from .base import Results, Scenario, job
-from .common import (
-    clean,
-    finish,
-    finite_mean,
-    mean_rows,
-    note,
-    num,
-    pct,
-)
+from .common import finish, finite_mean, mean_rows, note, num, pct
 
 NORMS = ("batch", "none")
 DASHES = {"batch": MAIN_DASH, "none": TWIN_DASH}

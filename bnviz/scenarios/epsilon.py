@@ -14,6 +14,7 @@ import torch
 
 from .. import datasets
 from ..config import TrainConfig
+from ..experiments import common as xcommon
 from ..measure import norm_inputs
 from ..plot import NEUTRAL, NORM_COLORS, layer_color, layer_symbol
 from ..trainer import Trainer
@@ -66,10 +67,10 @@ def measure_gain(trainer: Trainer, eps: float, x: torch.Tensor | None = None) ->
     out_std = bn(x).double().std(dim=(0, 2, 3), unbiased=False)
     gamma = bn.weight.double().abs() if bn.weight is not None else torch.ones_like(var)
     return {
-        "var": common.float_list(var),
-        "gain": common.float_list(1 / (var + eps).sqrt()),
-        "gain_measured": common.float_list(out_std / var.sqrt() / gamma),
-        "out_std": common.float_list(out_std),
+        "var": xcommon.float_list(var),
+        "gain": xcommon.float_list(1 / (var + eps).sqrt()),
+        "gain_measured": xcommon.float_list(out_std / var.sqrt() / gamma),
+        "out_std": xcommon.float_list(out_std),
     }
 
 
@@ -86,7 +87,7 @@ def block_variances(trainer: Trainer, eps: float) -> list[list[float]]:
         hooks.append(
             block.norm.register_forward_pre_hook(
                 lambda m, args: out.append(
-                    common.float_list(args[0].double().var(dim=(0, 2, 3), unbiased=False))
+                    xcommon.float_list(args[0].double().var(dim=(0, 2, 3), unbiased=False))
                 )
             )
         )
@@ -143,7 +144,7 @@ def train_with_eps(
         "status": run.status,
         "acc": acc_running,
         "acc_batch": acc_batch,
-        "loss": common.final_loss(run),
+        "loss": xcommon.final_loss(run),
         "var_after": after["var"],
         "gain_after": after["gain"],
         "gain_after_measured": after["gain_measured"],

@@ -13,22 +13,13 @@ import torch
 import torch.nn.functional as F
 
 from ..config import NORM_NAMES, TrainConfig
+from ..experiments.common import clean, clean_list
 from ..plot import NEUTRAL, NORM_COLORS
 from ..record import Run
 from ..series import stride
 from ..trainer import Trainer
 from .base import Scenario, job
-from .common import (
-    clean,
-    clean_list,
-    finish,
-    lr_text,
-    note,
-    num,
-    pct,
-    placeholder,
-    subplots,
-)
+from .common import finish, lr_text, note, num, pct, placeholder, subplots
 
 NORMS = ("batch", "none")
 DASHES = {"batch": "solid", "none": "dash"}

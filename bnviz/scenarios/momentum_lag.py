@@ -11,13 +11,14 @@ import torch
 
 from ..batchnorm import effective_window, keras_momentum
 from ..config import TrainConfig
+from ..experiments.common import clean_list
 from ..measure import precise_statistics
 from ..plot import NEUTRAL, TWO_ROW_PLOT_HEIGHT, layer_color, layer_symbol, line_markers
 from ..record import Run
 from ..series import stride
 from ..trainer import Trainer
 from .base import Action, Scenario, job
-from .common import clean_list, finish, note, num, pct, subplots
+from .common import finish, note, num, pct, subplots
 
 MOMENTA = (0.01, 0.1, 0.9, None)
 RUN = dict(widths=(8, 16, 32), batch_size=32, steps=300, lr=0.05, seed=0)

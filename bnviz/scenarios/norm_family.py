@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..config import NORM_NAMES, TrainConfig
+from ..experiments import common as xcommon
 from ..model import group_count
 from ..plot import NORM_COLORS, NORM_SYMBOLS, line_markers
 from ..trainer import train
@@ -51,7 +52,7 @@ def train_norm(norm: str, seed: int = 0, steps: int = STEPS, widths: tuple = WID
         snapshot_every=steps,
     )
     run = train(config)
-    return {"norm": norm, "seed": seed, "widths": list(widths), **common.curves(run)}
+    return {"norm": norm, "seed": seed, "widths": list(widths), **xcommon.curves(run)}
 
 
 def jobs() -> list:

@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..config import TrainConfig
+from ..experiments import common as xcommon
 from ..plot import NEUTRAL, layer_color, layer_symbol, line_markers
 from ..trainer import train
 from . import common
@@ -47,7 +48,7 @@ def train_placement(
         snapshot_every=steps,
     )
     run = train(config)
-    return {"activation": activation, "placement": placement, "seed": seed, **common.curves(run)}
+    return {"activation": activation, "placement": placement, "seed": seed, **xcommon.curves(run)}
 
 
 def _label(activation: str, placement: str, seed: int) -> str:

@@ -8,18 +8,12 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..config import NORM_NAMES, TrainConfig
+from ..experiments.common import clean_list
 from ..plot import NORM_COLORS, rgba
 from ..record import Run
 from ..trainer import Trainer
 from .base import Scenario, job
-from .common import (
-    clean_list,
-    finish,
-    lr_text,
-    note,
-    num,
-    pct,
-)
+from .common import finish, lr_text, note, num, pct
 
 NORMS = ("batch", "none")
 DASHES = {"batch": "solid", "none": "dash"}

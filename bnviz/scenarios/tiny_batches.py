@@ -11,16 +11,12 @@ import math
 import plotly.graph_objects as go
 
 from ..config import NORM_NAMES, TrainConfig
+from ..experiments.common import clean
 from ..plot import NORM_COLORS, NORM_SYMBOLS
 from ..record import Run
 from ..trainer import Trainer
 from .base import Scenario, job
-from .common import (
-    clean,
-    finish,
-    note,
-    num,
-)
+from .common import finish, note, num
 
 NORMS = ("batch", "group")
 BATCHES = (2, 4, 8, 16, 32, 64)

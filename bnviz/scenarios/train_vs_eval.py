@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 import torch
 
 from ..config import TrainConfig
+from ..experiments import common as xcommon
 from ..model import block_sides, build_model
 from ..plot import NEUTRAL, NORM_COLORS
 from ..trainer import Trainer, to_tensor
@@ -93,8 +94,8 @@ def predict_modes(trainer: Trainer, images: int = SINGLE_IMAGES, examples: int =
                 "eval_prob": float(p_eval[i].max()),
                 "train_class": classes[int(pred_single[i])],
                 "train_prob": float(p_single[i].max()),
-                "p_eval": common.float_list(p_eval[i]),
-                "p_train": common.float_list(p_single[i]),
+                "p_eval": xcommon.float_list(p_eval[i]),
+                "p_train": xcommon.float_list(p_single[i]),
                 "pixels": trainer.data.x_test[int(i), 0].astype(int).tolist(),
             }
             for i in order

@@ -120,7 +120,7 @@ def render(scenario: Scenario, frame: Frame) -> None:
             for label, message in errors.items():
                 st.error(f"{label}: this experiment failed ({plain(message)}).")
             _progress(scenario, done, missing)
-            figures = scenario.figures(done)
+            figures = scenario.draw(done)
             per_row = 1 if present else 2  # on a projector each chart takes the whole width
             for row in range(0, len(figures), per_row):
                 cols = st.columns(per_row)
