@@ -51,6 +51,7 @@ import logging
 import math
 import multiprocessing
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -85,17 +86,27 @@ def engine_files() -> list[Path]:
 
 
 def _module_file(module: str) -> Path:
-    """bnviz.experiments.high_lr -> .../bnviz/experiments/high_lr.py (modules of bnviz only)."""
+    """bnviz.experiments.high_lr -> .../bnviz/experiments/high_lr.py; a module outside bnviz
+    (a test's stand-in job) by its imported file."""
     parts = module.split(".")
     if parts[0] != PACKAGE.name:
-        raise ValueError(f"a job's function must be defined in bnviz; got {module}")
+        return Path(sys.modules[module].__file__).resolve()
     path = PACKAGE.joinpath(*parts[1:])
     return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def _name(path: Path) -> str:
+    """A file's name in a fingerprint: relative to bnviz's parent, or its own name."""
+    return (
+        path.relative_to(PACKAGE.parent).as_posix() if path.is_relative_to(PACKAGE) else path.name
+    )
 
 
 def _experiment_imports(path: Path) -> set[Path]:
     """The bnviz.experiments modules a module imports (relative or absolute)."""
     found = set()
+    if not path.is_relative_to(PACKAGE):
+        return found
     package = path.parent.relative_to(PACKAGE.parent).as_posix().replace("/", ".")
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
@@ -122,7 +133,7 @@ def experiment_files(scenario_id: str) -> list[Path]:
         if path not in seen:
             seen.add(path)
             todo |= _experiment_imports(path)
-    return sorted(seen, key=lambda f: f.relative_to(PACKAGE).as_posix())
+    return sorted(seen, key=_name)
 
 
 def _public(version: str) -> str:
@@ -135,7 +146,7 @@ def _hash(files: Iterable[Path]) -> str:
     for path in files:
         # line endings normalised, so a Windows checkout hashes the same
         source = path.read_bytes().replace(b"\r\n", b"\n")
-        name = path.relative_to(PACKAGE).as_posix().encode()
+        name = _name(path).encode()
         h.update(b"%s\0%d\0%s" % (name, len(source), source))
     return h.hexdigest()
 
@@ -289,9 +300,8 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # as the app: results depend on the thread count
 
 
-def _run_job(scenario_id: str, index: int, seeds) -> tuple[dict, float]:
-    """Job `index` of the scenario (with `seeds`, None for its own), timed; in a worker."""
-    job = _jobs_of(scenario_id, seeds)[index]
+def _run_job(job) -> tuple[dict, float]:
+    """One job, timed (in a worker process: the job travels pickled, its function by name)."""
     started = time.perf_counter()
     return job(), time.perf_counter() - started
 
@@ -311,8 +321,8 @@ def run_jobs(
     {scenario_id: [(job, result), ...]} in each scenario's job order. A failing job raises
     RuntimeError naming it. Longest-first is not attempted: jobs are queued in order."""
     torch.set_num_threads(1)
-    tasks = [(sid, i) for sid in scenario_ids for i in range(len(_jobs_of(sid, seeds)))]
     jobs = {sid: _jobs_of(sid, seeds) for sid in scenario_ids}
+    tasks = [(sid, i) for sid in jobs for i in range(len(jobs[sid]))]
     out: dict[str, list] = {sid: [None] * len(jobs[sid]) for sid in scenario_ids}
 
     def record(sid, i, result, seconds):
@@ -326,14 +336,14 @@ def run_jobs(
     if workers <= 1:
         for sid, i in tasks:
             try:
-                result, seconds = _run_job(sid, i, seeds)
+                result, seconds = _run_job(jobs[sid][i])
             except Exception as e:  # nothing is shipped for a scenario with a failing job
                 raise failed(sid, i, e) from e
             record(sid, i, result, seconds)
         return out
     context = multiprocessing.get_context("spawn")  # no forked torch state
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-        futures = {pool.submit(_run_job, sid, i, seeds): (sid, i) for sid, i in tasks}
+        futures = {pool.submit(_run_job, jobs[sid][i]): (sid, i) for sid, i in tasks}
         try:
             for future in as_completed(futures):
                 sid, i = futures[future]

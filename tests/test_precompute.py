@@ -261,3 +261,48 @@ def test_a_cold_server_shows_a_scenario_without_running_its_jobs(monkeypatch):
         notes = [a.get("text", "") for a in spec["layout"].get("annotations", [])]
         assert not any("measuring" in n for n in notes), notes
         assert len(spec["data"]) == len(figure.data) > 0
+
+
+# --- replication: the verdicts again with other seeds -----------------------------------------
+
+
+def seeded_value(seed: int, flip_at: int) -> dict:
+    return {"a": 1.0 + 0.01 * seed if seed < flip_at else -1.0, "b": 0.0}
+
+
+def replicable(flip_at: int) -> Scenario:
+    """A scenario whose one verdict ('a beat b') holds for seeds below flip_at."""
+    from bnviz.scenarios.evidence import SEEDS, across, compare, sweep
+
+    def jobs(seeds=SEEDS):
+        return sweep("v", seeded_value, seeds, flip_at=flip_at)
+
+    def verdicts(results):
+        a, b = across(results, "v", "a"), across(results, "v", "b")
+        return [compare("a>b", "a beat b", "b beat a", a, b)]
+
+    return Scenario("toy", "Toy", "", "Training", jobs=jobs, verdicts=verdicts)
+
+
+@pytest.mark.parametrize(("flip_at", "status", "word"), [(1000, 0, "same"), (50, 1, "DIFFERS")])
+def test_replicate_compares_each_verdict_with_the_shipped_one(
+    tmp_path, monkeypatch, capsys, flip_at, status, word
+):
+    from bnviz.__main__ import main
+
+    monkeypatch.setitem(SCENARIOS, "toy", replicable(flip_at))
+    monkeypatch.setattr(precompute, "DEFAULT_DIR", tmp_path)
+    precompute.precompute(tmp_path, ["toy"], progress=lambda line: None)
+    args = ["replicate", "--scenario", "toy", "--seeds", "100-102,110,111"]
+    assert main(args) == status
+    out = capsys.readouterr().out
+    assert f"{word}: a>b: shipped holds (5/5 agree)" in out
+    assert "seeds 100, 101, 102, 110, 111" in out
+
+
+@pytest.mark.parametrize("bad", ["x", "3-", "5,5", "-2"])
+def test_replicate_refuses_bad_seeds(bad, capsys):
+    from bnviz.__main__ import main
+
+    assert main(["replicate", "--seeds", bad]) == 2
+    assert "--seeds" in capsys.readouterr().err
