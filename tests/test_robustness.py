@@ -328,6 +328,7 @@ SHARED_STATE = {
     "bnviz.datasets._loaded": "dict",
     "bnviz.datasets._load_locks": "dict",
     "bnviz.precompute._texts": "dict",
+    "bnviz.precompute._fingerprints": "dict",  # per process: same value from any thread
 }
 
 
