@@ -228,7 +228,9 @@ def _single_figure(results: dict) -> go.Figure:
 
 
 def _example_figure(results: dict) -> go.Figure:
-    nets = _networks(results)
+    nets = {s: r for s, r in _networks(results).items() if r["single"]["examples"]}
+    if not nets:  # no BatchNorm network, so no example: nothing to compare
+        return common.placeholder(TITLE_EXAMPLE, None, "probability")
     fig = common.subplots(rows=1, cols=2, column_widths=[0.25, 0.75], horizontal_spacing=0.14)
     seed, r = next(iter(nets.items()))
     ex = r["single"]["examples"][0]
