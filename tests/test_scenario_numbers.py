@@ -25,9 +25,10 @@ ALLOWED: dict[str, tuple] = {
         "2021",  # Wu & Johnson (2021), cited by year
         "0.9",  # SGD's momentum, the app's optimizer (trainer._optimizer)
     ),
-    # Wu & He's table (2018, Table 1 and Figure 1); the sweep's fixed image count, and the
-    # steps it takes at batch 2 (3200 / 2)
-    "tiny-batches": ("PUBLISHED", "PUBLISHED_AT_32", "PUBLISHED_BATCHES", "SWEEP", "1600"),
+    # Wu & He's table (2018, Table 1 and Figure 1); the sweep's design: its base settings and
+    # each batch size's lr, steps and training images
+    "tiny-batches": ("PUBLISHED", "PUBLISHED_AT_32", "PUBLISHED_BATCHES", "SWEEP", "DESIGN"),
+    "train-vs-eval": ("2017",),  # batch renormalization (Ioffe 2017), cited by year
     # Wu & He's table (2018), at 32 images per GPU; BatchNorm's 34.7% error at 2 images
     # per GPU is typed in the text
     "norm-family": ("PUBLISHED_ERROR", "32", "34.7"),

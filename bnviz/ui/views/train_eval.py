@@ -16,7 +16,8 @@ def render(frame: Frame) -> None:
     chart(figures.eval_gap_figure(run, frame.twin), "eval_gap")
     st.caption(
         "Above zero: the network does better on test data when BatchNorm uses the statistics of "
-        "each test batch than its running averages. Small batches and lagging averages widen it."
+        "each test batch than its running averages, as when the averages lag behind the "
+        "weights. Below zero: it does worse, as with small batches, whose statistics are noisy."
     )
     st.subheader("Batch noise at this batch size")
     trainer = frame.trainer

@@ -51,7 +51,8 @@ def _metrics(run, twin) -> None:
     cols[1].metric(
         f"Test accuracy{_measured(run)}, running stats",
         _latest(run.acc_running_stats),
-        help="Eval mode: BatchNorm divides by its running averages. " + cadence,
+        help="Eval mode: BatchNorm subtracts its running mean and divides by √(running "
+        "variance + ε). " + cadence,
     )
     cols[2].metric(
         f"Test accuracy{_measured(run)}, batch stats",
