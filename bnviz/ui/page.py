@@ -468,7 +468,7 @@ def _settings(hidden: set[str]) -> tuple[TrainConfig, str, str | None]:
             config, twin = st.session_state.get("settings", (TrainConfig(), "none"))
             return config, twin, str(e)
         accepted = st.session_state.get("accepted") or _preset_values()
-        st.session_state["restore"] = {key: accepted[key] for key in sidebar.CAPPED}
+        st.session_state["restore"] = {key: accepted[key] for key in sidebar.RESTORED}
         st.session_state["restoring"], st.session_state["refused"] = True, str(e)
         st.rerun()
     st.session_state.pop("restoring", None)
