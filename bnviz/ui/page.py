@@ -342,8 +342,10 @@ def _way_on(session: Session, config: TrainConfig):
 def describe(config: TrainConfig) -> str:
     """The settings of a run in one line."""
     momentum = "None (cumulative)" if config.momentum is None else f"{config.momentum:g}"
+    net = " · fully connected (MLP)" if config.arch == "mlp" else ""
     return (
-        f"{config.dataset} · widths {'/'.join(map(str, config.widths))} · {config.activation} · "
+        f"{config.dataset}{net} · widths {'/'.join(map(str, config.widths))} · "
+        f"{config.activation} · "
         f"{config.norm} norm {config.placement} the activation · batch {config.batch_size} · "
         f"eps {config.eps:g} · momentum {momentum} · {config.optimizer} lr {config.lr:g} · "
         f"seed {config.seed}"
