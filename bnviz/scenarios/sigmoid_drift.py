@@ -419,10 +419,15 @@ def takeaway(results: dict, run: Run | None, twin: Run | None) -> str:
     none = _spread(results, "none", "median_shift")
     bn = _spread(results, "batch", "median_shift")
     if drift.holds:
-        return (
+        text = (
             f"Without BatchNorm a sigmoid's input median moved **{none}**, with it {bn} "
             f"({drift.agree}/{drift.seeds} seeds)."
         )
+        if v["none-learns"].holds and v["bn-learns"].holds:
+            accs = [_spread(results, n, _final_acc, 100, "%") for n in ("none", "batch")]
+            learned = f" Both learned: {accs[0]} test accuracy without, {accs[1]} with."
+            text += learned if len(text + learned) <= 160 else ""
+        return text
     if drift.holds is False:
         return f"Here the median moved further **with** BatchNorm ({bn} vs {none} without)."
     return f"Median shift with and without BatchNorm not distinguishable here ({bn} vs {none})."
