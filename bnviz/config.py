@@ -8,6 +8,9 @@ import re
 from dataclasses import dataclass
 
 DATASETS = ("shapes", "mnist", "fashion_mnist", "cifar10")
+# conv: blocks of 3x3 convolutions; mlp: fully connected hidden layers (Ioffe & Szegedy's Fig. 1
+# network), built as 1x1 convolutions on the flattened image, so every block is a 1x1 "image"
+ARCHS = ("conv", "mlp")
 NORMS = ("batch", "group", "layer", "instance", "none")
 NORM_NAMES = {  # how figures, texts and the sidebar name each
     "batch": "BatchNorm",
@@ -59,6 +62,7 @@ class TrainConfig:
     + momentum * batch; momentum=None is a cumulative average. Keras' momentum is 1 - this."""
 
     dataset: str = "shapes"
+    arch: str = "conv"
     norm: str = "batch"
     bn_impl: str = "torch"
     placement: str = "before"
@@ -78,6 +82,7 @@ class TrainConfig:
         set_ = object.__setattr__
         for name, choices in (
             ("dataset", DATASETS),
+            ("arch", ARCHS),
             ("norm", NORMS),
             ("bn_impl", BN_IMPLS),
             ("placement", PLACEMENTS),
@@ -99,6 +104,13 @@ class TrainConfig:
             raise ValueError(
                 f"widths must be 1 to {MAX_DEPTH} integers, each from 1 to {MAX_WIDTH}; "
                 f"got {widths!r}"
+            )
+        if self.arch == "mlp" and self.norm == "instance":
+            raise ValueError(
+                "norm 'instance' does not work with arch 'mlp': InstanceNorm normalizes each "
+                "channel of each image over its own pixels, and a fully connected layer has one "
+                "value per unit and image, which it would always set to 0. Choose batch, group, "
+                "layer or no norm"
             )
         _check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
         if self.batch_size * widths[0] > MAX_BATCH_X_WIDTH:

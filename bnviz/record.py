@@ -11,7 +11,7 @@ import numpy as np
 
 from .batchnorm import average_factor, keras_momentum
 from .config import NORM_NAMES, TrainConfig
-from .model import block_sides
+from .model import feature_sides
 
 STATUSES = ("running", "completed", "stopped", "diverged", "failed")
 STEP_STATS = ("batch_mean", "batch_var", "running_mean", "running_var", "gamma", "beta")
@@ -115,7 +115,7 @@ class LayerInfo:
 def layer_infos(config: TrainConfig, image_side: int) -> list[LayerInfo]:
     """What each block of the model `config` builds is, for images `image_side` px square: the
     one place this is worked out, for the trainer's new record and the loader's checks."""
-    sides = block_sides(image_side, len(config.widths))
+    sides = feature_sides(config, image_side)
     return [
         LayerInfo(
             name=f"block{i + 1}",

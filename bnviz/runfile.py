@@ -27,7 +27,8 @@ from .record import (
 )
 
 FORMAT = "bnviz-run"
-VERSION = 2  # 2 added hist_images and each layer's side; version 1 files still load
+# 2 added hist_images and each layer's side, 3 config.arch; version 1 and 2 files still load
+VERSION = 3
 V1_HIST_IMAGES = 8  # what every version 1 file's trainer used
 MAX_PARAMS = 64  # parameter tensors of the largest model (6 blocks) are far fewer
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -317,7 +318,7 @@ def _from_dict(d) -> Run:
     twin = d.get("twin")  # optional: files saved before twins were saved lack it
     keys = KEYS if version > 1 else V1_KEYS
     _fields({k: v for k, v in d.items() if k != "twin"}, keys, "the run")
-    config = _config(d["config"])
+    config = _config(d["config"], version)
     hist_images = d["hist_images"] if version > 1 else V1_HIST_IMAGES
     if not is_int(hist_images) or not 1 <= hist_images <= MAX_BATCH_SIZE:
         raise _invalid(f"hist_images must be an integer from 1 to {MAX_BATCH_SIZE}")
@@ -403,9 +404,12 @@ def _plain_value(value) -> bool:
     return value is None or isinstance(value, bool) or _is_number(value)
 
 
-def _config(d) -> TrainConfig:
+def _config(d, version: int = VERSION) -> TrainConfig:
     """TrainConfig.from_dict, after checking that every value is plain, so that its messages
-    (which quote the value) hold nothing an upload could use as markup."""
+    (which quote the value) hold nothing an upload could use as markup. Files before version 3
+    predate `arch`: their networks were conv nets."""
+    if version < 3 and isinstance(d, dict) and "arch" not in d:
+        d = {**d, "arch": "conv"}
     _fields(d, FIELDS, "config")  # a saved config has every field
     for key, value in d.items():
         listed = key == "widths" and isinstance(value, list) and len(value) <= MAX_DEPTH

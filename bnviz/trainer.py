@@ -239,7 +239,7 @@ class Trainer:
                 f"{config.dataset} training set; got {config.batch_size}"
             )
         in_channels, side = self.data.x_train.shape[1], self.data.x_train.shape[2]
-        self.model = build_model(config, in_channels, len(self.data.classes))
+        self.model = build_model(config, in_channels, len(self.data.classes), side)
         self.optimizer = _optimizer(config, self.model)
         self.batches = Batches(len(self.data.y_train), config.seed)
         self.eval_x = to_tensor(self.data, self.data.x_test[:EVAL_SIZE])

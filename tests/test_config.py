@@ -9,8 +9,8 @@ from bnviz.config import DEFAULT_LR, FIELDS
 
 def test_defaults_match_the_documented_ones():
     c = TrainConfig()
-    assert (c.dataset, c.norm, c.bn_impl, c.placement, c.activation) == (
-        "shapes", "batch", "torch", "before", "relu",
+    assert (c.dataset, c.arch, c.norm, c.bn_impl, c.placement, c.activation) == (
+        "shapes", "conv", "batch", "torch", "before", "relu",
     )  # fmt: skip
     assert c.widths == (16, 32, 64)
     assert (c.batch_size, c.eps, c.momentum) == (64, 1e-5, 0.1)
@@ -22,6 +22,7 @@ def test_defaults_match_the_documented_ones():
     "field, value, words",
     [
         ("dataset", "imagenet", "shapes, mnist"),
+        ("arch", "resnet", "conv, mlp"),
         ("norm", "batchnorm", "batch, group"),
         ("bn_impl", "keras", "torch, scratch"),
         ("placement", "middle", "before, after"),
@@ -77,3 +78,14 @@ def test_replace_validates():
     assert TrainConfig().replace(batch_size=8).batch_size == 8
     with pytest.raises(ValueError, match="batch_size"):
         TrainConfig().replace(batch_size=-8)
+
+
+def test_an_mlp_refuses_instance_norm_and_takes_every_other_norm():
+    """InstanceNorm on a fully connected layer (1x1 maps) would set every value to 0."""
+    with pytest.raises(ValueError, match="norm 'instance' does not work with arch 'mlp'"):
+        TrainConfig(arch="mlp", norm="instance")
+    for norm in ("batch", "group", "layer", "none"):
+        assert TrainConfig(arch="mlp", norm=norm).arch == "mlp"
+    assert TrainConfig(norm="instance").arch == "conv"
+    with pytest.raises(ValueError, match="arch 'mlp'"):
+        TrainConfig(norm="instance").replace(arch="mlp")

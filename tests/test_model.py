@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from bnviz import BatchNorm2d, TrainConfig
-from bnviz.model import block_sides, build_model, group_count
+from bnviz.model import block_sides, build_model, feature_sides, group_count
 
 
 def model(**kw):
@@ -76,3 +76,36 @@ def test_init_is_independent_of_global_rng():
     torch.manual_seed(123)
     assert torch.equal(model().blocks[0].conv.weight, first)
     torch.set_rng_state(state)
+
+
+def test_an_mlp_is_fully_connected_layers_on_the_flattened_image():
+    """arch='mlp': each block's conv is 1x1 on 1x1 maps, i.e. a linear layer, with the norm
+    and activation of a conv block; it equals nn.Linear with the same weights."""
+    config = TrainConfig(arch="mlp", widths=(100, 100, 100), activation="sigmoid")
+    net = build_model(config, in_channels=1, num_classes=10, image_side=28)
+    shapes, inputs = [], []
+    for block in net.blocks:
+        block.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape)))
+        block.norm.register_forward_hook(lambda m, i, o: inputs.append(i[0]))
+    x = torch.randn(6, 1, 28, 28)
+    assert net(x).shape == (6, 10)
+    assert shapes == [(6, 100, 1, 1)] * 3
+    assert [b.conv.kernel_size for b in net.blocks] == [(1, 1)] * 3
+    assert net.blocks[0].conv.weight.shape == (100, 784, 1, 1)
+    assert all(b.conv.bias is None for b in net.blocks)  # BN before the activation
+    linear = nn.Linear(784, 100, bias=False)
+    linear.weight.data = net.blocks[0].conv.weight.data.view(100, 784)
+    torch.testing.assert_close(inputs[0][:, :, 0, 0], linear(x.flatten(1)))
+    assert feature_sides(config, 28) == [1, 1, 1]
+    assert feature_sides(TrainConfig(), 28) == block_sides(28, 3) == [28, 14, 7]
+
+
+def test_an_mlps_init_is_pytorchs_linear_default_and_seeded():
+    """The 1x1 conv's fan-in is the linear layer's: bound 1/sqrt(784) for the first layer."""
+    config = TrainConfig(arch="mlp", widths=(16, 16))
+    a, b = (build_model(config, 1, 10, image_side=28) for _ in range(2))
+    w = a.blocks[0].conv.weight.detach()
+    assert torch.equal(w, b.blocks[0].conv.weight)
+    assert 0.9 / 28 < float(w.abs().max()) <= 1 / 28
+    with pytest.raises(ValueError, match="image_side"):
+        build_model(config, 1, 10)

@@ -190,8 +190,8 @@ def test_a_twin_is_saved_with_the_run_and_checked_on_load():
 
 def test_the_record_carries_what_figures_need_and_a_version_1_file_still_loads(small_trainer):
     """Version 2 saves the histogram image count and each block's feature-map side; a file of
-    version 1 (without them) loads with the values its trainer used: 8 images, and the sides
-    of 28 px images halving at each block."""
+    version 1 (without them, and without config.arch) loads with the values its trainer used:
+    8 images, the sides of 28 px images halving at each block, a conv net."""
     from bnviz.trainer import HIST_IMAGES
 
     run = small_trainer.run
@@ -199,11 +199,11 @@ def test_the_record_carries_what_figures_need_and_a_version_1_file_still_loads(s
     assert [info.side for info in run.layers] == [28, 14]
     assert [info.values_per_channel for info in run.layers] == [784, 196]
     d = run.to_dict()
-    assert d["version"] == 2 and d["hist_images"] == HIST_IMAGES
+    assert d["version"] == 3 and d["hist_images"] == HIST_IMAGES
     assert [layer["side"] for layer in d["layers"]] == [28, 14]
     old = copy.deepcopy(d)
     old["version"] = 1
-    del old["hist_images"]
+    del old["hist_images"], old["config"]["arch"]
     for layer in old["layers"]:
         del layer["side"]
     loaded = Run.from_dict(old)
@@ -217,7 +217,7 @@ def test_the_record_carries_what_figures_need_and_a_version_1_file_still_loads(s
         (lambda d: d["layers"][0].update(side=40), "side must be an integer from 1 to 32"),
         (lambda d: d.update(hist_images=0), "hist_images must be an integer"),
         (lambda d: d["layers"][0].update(unit=[0, 3, 3]), "block1 unit must be [0, 14, 14]"),
-        (lambda d: d.update(version=3), "expected 1 to 2"),
+        (lambda d: d.update(version=4), "expected 1 to 3"),
         (lambda d: d.pop("hist_images"), "lacks hist_images"),
     ],
 )
@@ -240,3 +240,41 @@ def test_setting_at_a_step_follows_the_recorded_changes():
     assert run.config_at(3) == run.config.replace(lr=0.01)
     assert run.config_at() == run.config.replace(lr=0.2, batch_size=16)
     assert trainer.batch_size == 16
+
+
+def test_a_version_2_file_without_arch_loads_as_a_conv_net_and_a_version_3_one_needs_it(
+    small_trainer,
+):
+    d = small_trainer.run.to_dict()
+    old = copy.deepcopy(d)
+    old["version"] = 2
+    del old["config"]["arch"]
+    assert Run.from_dict(old).to_dict() == d
+    del d["config"]["arch"]
+    with pytest.raises(ValueError, match="config lacks arch"):
+        Run.from_dict(d)
+
+
+def test_an_mlp_run_round_trips_and_its_layers_are_checked(tmp_path):
+    """An MLP's record (1x1 'feature maps': side 1 in every layer) saves and loads exactly,
+    with its twin; a file whose layers claim the conv net's sides is refused."""
+    config = TrainConfig(arch="mlp", activation="sigmoid", widths=(10, 10), batch_size=16,
+                         steps=5, snapshot_every=2, eval_every=5)  # fmt: skip
+    lock = Lockstep([config, config.replace(norm="none")])
+    lock.step(5)
+    run, twin = lock.runs
+    assert [info.side for info in run.layers] == [1, 1]
+    path = run.save(tmp_path / "mlp.json")  # with no twin
+    assert Run.load(path).to_dict() == run.to_dict()
+    d = run.to_dict(twin)
+    loaded = Run.from_json(json.dumps(d))
+    assert loaded.to_dict() == d and loaded.config.arch == loaded.twin.config.arch == "mlp"
+    wrong = copy.deepcopy(d)
+    for layer, side in zip(wrong["layers"], (28, 14)):
+        layer["side"] = side
+    with pytest.raises(ValueError, match="block1 side must be 1"):
+        Run.from_dict(wrong)
+    wrong = copy.deepcopy(d)
+    wrong["config"]["norm"] = "instance"
+    with pytest.raises(ValueError, match="arch 'mlp'"):
+        Run.from_dict(wrong)

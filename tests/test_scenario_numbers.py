@@ -35,9 +35,13 @@ ALLOWED: dict[str, tuple] = {
     "momentum-lag": ("0.99",),  # Keras's default momentum, converted in the text
     # Ioffe & Szegedy (2015), section 3.3; the sweep's threshold for "learned"
     "high-lr": ("3.3", "LEARNED"),
-    "placement": ("STEPS",),  # each pair's training steps
+    # each pair's training steps, its evaluation cadence, the step of the halfway comparison;
+    # chance with ten classes
+    "placement": ("STEPS", "EVAL_EVERY", "HALFWAY", "CHANCE"),
     "epsilon": ("1e-3", "1e-5", "1e-6"),  # the sweep's and torch's default epsilons
-    "sigmoid-drift": ("60", "100"),  # Ioffe & Szegedy's Fig. 1: batches of 60, 100 sigmoids
+    # Ioffe & Szegedy's Fig. 1: batches of 60, 100 sigmoids; chance with ten classes; the
+    # snapshot cadence and the early/late windows of the drift measure
+    "sigmoid-drift": ("60", "100", "CHANCE", "WINDOW", "SNAPSHOT_EVERY"),
 }
 
 

@@ -54,7 +54,7 @@ def test_the_sidebar_starts_from_train_configs_defaults():
     d = DEFAULTS
     momentum = None if d["momentum_none"] else d["momentum"]
     widths = widths_from(d["depth"], d["width"])
-    shown = {k: d[k] for k in ("dataset", "norm", "bn_impl", "placement", "activation")}
+    shown = {k: d[k] for k in ("dataset", "arch", "norm", "bn_impl", "placement", "activation")}
     shown |= {k: d[k] for k in ("batch_size", "eps", "optimizer", "lr", "steps", "seed")}
     assert TrainConfig(**shown, widths=widths, momentum=momentum) == TrainConfig()
 

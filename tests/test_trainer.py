@@ -520,3 +520,39 @@ def test_unrecorded_forward_passes_inside_a_step_leave_the_record_alone():
         np.testing.assert_array_equal(
             plain.run.layer_stat(i, "batch_mean"), nested.run.layer_stat(i, "batch_mean")
         )
+
+
+def test_an_mlp_trains_and_records_one_value_per_unit_and_image():
+    """arch='mlp': every block's feature maps are 1x1, so a batch of N gives each unit
+    (channel) m = N values; the recorded batch statistics and the tracked unit's percentiles
+    are those of that unit over the batch, as BatchNorm1d would normalize it."""
+    from bnviz.trainer import percentiles
+
+    config = TrainConfig(arch="mlp", activation="sigmoid", widths=(12, 12), batch_size=16,
+                         steps=6, snapshot_every=3, eval_every=3)  # fmt: skip
+    trainer = Trainer(config)
+    seen = []
+    trainer.model.blocks[1].norm.register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    act_in = []
+    trainer.model.blocks[1].act.register_forward_hook(lambda m, i, o: act_in.append(i[0]))
+    trainer.step(1)
+    run = trainer.run
+    assert [(info.side, info.values_per_channel, info.unit) for info in run.layers] == [
+        (1, 1, (0, 0, 0))
+    ] * 2
+    x = seen[0][:, :, 0, 0].detach().double()
+    assert run.layer_stat(1, "batch_mean")[0] == pytest.approx(x.mean(0).numpy(), abs=1e-6)
+    var = x.var(0, unbiased=False).numpy()
+    assert run.layer_stat(1, "batch_var")[0] == pytest.approx(var, rel=1e-4)
+    expected = percentiles(act_in[0][:, 0, 0, 0].detach().numpy())
+    np.testing.assert_allclose(run.snapshots[1].unit_percentiles[0], expected, rtol=1e-6)
+    trainer.step(5)
+    assert run.status == "completed" and run.eval_steps == [0, 3, 6]
+    assert np.isfinite(run.metric("train_loss")).all()
+
+
+def test_an_mlp_with_batchnorm_and_one_image_fails_with_pytorchs_message():
+    trainer = Trainer(TrainConfig(arch="mlp", widths=(8,), batch_size=1, steps=2))
+    trainer.step(1)
+    assert trainer.run.status == "failed"
+    assert "Expected more than 1 value per channel" in trainer.run.message

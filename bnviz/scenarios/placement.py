@@ -1,27 +1,55 @@
 """Placement: BatchNorm before the activation (Ioffe & Szegedy's choice: normalize Wx, drop the
 conv's bias) against after it (an empirical alternative), measured on the same data, batches and
-initial conv weights, for relu and sigmoid, with two seeds each."""
+initial conv weights, for relu and sigmoid, five seeds each. The runs are
+bnviz/experiments/placement.py; this module turns them into verdicts, figures and text."""
 
 from __future__ import annotations
 
-import numpy as np
 import plotly.graph_objects as go
 
-from ..config import TrainConfig
-from ..experiments import common as xcommon
-from ..plot import NEUTRAL, layer_color, layer_symbol, line_markers
-from ..trainer import train
+from ..experiments import placement as x
+from ..plot import NEUTRAL, layer_color, layer_symbol, line_markers, rgba
 from . import common
-from .base import Scenario, job
+from .base import Chart, Scenario
+from .evidence import (
+    LAST_EVALS,
+    SEEDS,
+    Spread,
+    Verdict,
+    across,
+    band,
+    by_seed,
+    compare,
+    final,
+    rounded,
+    sweep,
+)
 
-WIDTHS = (8, 16, 32)
-BATCH_SIZE = 32
-STEPS = 250
-EVAL_EVERY = 25
 ACTIVATIONS = ("relu", "sigmoid")
 PLACEMENTS = ("before", "after")
-SEEDS = (0, 1)
+STEPS, EVAL_EVERY = x.STEPS, x.EVAL_EVERY
+HALFWAY = STEPS // 2  # the caveat compares the final accuracy with the accuracy here
+CHANCE = 0.1  # ten classes
 DASH = {"before": "solid", "after": "dash"}
+TITLE_FINAL = "Final test accuracy, one point per seed"
+TITLE_ACC = "Test accuracy (eval mode) during training"
+TITLE_LOSS = "Training loss (mean over windows of steps)"
+
+
+def _variant(activation: str, placement: str) -> str:
+    return f"{activation}, BN {placement} the activation"
+
+
+PREFIXES = tuple(_variant(a, p) for a in ACTIVATIONS for p in PLACEMENTS)
+
+
+def jobs(seeds=SEEDS) -> list:
+    return [
+        j
+        for a in ACTIVATIONS
+        for p in PLACEMENTS
+        for j in sweep(_variant(a, p), x.train_placement, seeds, activation=a, placement=p)
+    ]
 
 
 def _color(activation: str) -> str:
@@ -33,211 +61,229 @@ def _symbol(activation: str) -> str:
     return layer_symbol(ACTIVATIONS.index(activation) * 2 if activation in ACTIVATIONS else 4)
 
 
-def train_placement(
-    activation: str, placement: str, seed: int = 0, steps: int = STEPS, widths: tuple = WIDTHS
-) -> dict:
-    """Train one (activation, placement, seed); curves and final numbers."""
-    config = TrainConfig(
-        widths=tuple(widths),
-        activation=activation,
-        placement=placement,
-        batch_size=BATCH_SIZE,
-        steps=steps,
-        seed=seed,
-        eval_every=min(EVAL_EVERY, steps),
-        snapshot_every=steps,
-    )
-    run = train(config)
-    return {"activation": activation, "placement": placement, "seed": seed, **xcommon.curves(run)}
+def _final_acc(result: dict) -> float:
+    return final(result["acc"])
 
 
-def _label(activation: str, placement: str, seed: int) -> str:
-    return f"{activation}, BN {placement} the activation, seed {seed}"
+def _midway(result: dict) -> float:
+    """Accuracy over the last LAST_EVALS evaluations up to half the run's steps (HALFWAY)."""
+    half = result["steps"] // 2
+    return final(a for s, a in zip(result["eval_steps"], result["acc"]) if s <= half)
 
 
-def jobs() -> list:
-    return [
-        job(_label(a, p, s), train_placement, activation=a, placement=p, seed=s)
-        for s in SEEDS
+def _acc(results: dict, activation: str, placement: str, fn=_final_acc) -> dict[int, float]:
+    return across(results, _variant(activation, placement), fn)
+
+
+def verdicts(results: dict) -> list[Verdict]:
+    results = results or {}
+    out = [
+        compare(
+            f"after-{a}",
+            f"with {a}, BN after the activation reached a higher final test accuracy than BN "
+            "before it",
+            f"with {a}, BN before the activation reached a higher final test accuracy than BN "
+            "after it",
+            _acc(results, a, "after"),
+            _acc(results, a, "before"),
+            scale=100,
+            unit=" pp",
+        )
         for a in ACTIVATIONS
-        for p in PLACEMENTS
     ]
+    out.append(
+        compare(
+            "sigmoid-before-learns",
+            f"with sigmoid, the networks with BN before the activation learned: their final "
+            f"test accuracy was above chance ({CHANCE:.0%})",
+            f"with sigmoid, the networks with BN before the activation stayed below chance "
+            f"({CHANCE:.0%})",
+            _acc(results, "sigmoid", "before"),
+            CHANCE,
+            scale=100,
+            unit=" pp",
+        )
+    )
+    out += [
+        compare(
+            f"before-improving-{a}",
+            f"with {a}, the networks with BN before the activation were still improving: their "
+            f"final test accuracy was higher than halfway through",
+            f"with {a}, the networks with BN before the activation got worse in the second half "
+            "of their training",
+            _acc(results, a, "before"),
+            _acc(results, a, "before", _midway),
+            scale=100,
+            unit=" pp",
+        )
+        for a in ACTIVATIONS
+    ]
+    return out
 
 
-def _rows(results: dict) -> list[dict]:
-    rows = [r for r in results.values() if "placement" in r and "final_acc" in r]
-    order = {p: i for i, p in enumerate(PLACEMENTS)}
-    return sorted(rows, key=lambda r: (r["activation"], order.get(r["placement"], 9), r["seed"]))
-
-
-def _group(rows: list[dict], activation: str, placement: str) -> list[dict]:
-    return [r for r in rows if r["activation"] == activation and r["placement"] == placement]
+def _by_key(results: dict) -> dict[str, Verdict]:
+    return {v.key: v for v in verdicts(results)}
 
 
 # ---------------------------------------------------------------- figures
 
 
-def _curve_figure(results: dict, x_key: str, y_key: str, scale: float, title, y_title) -> go.Figure:
+def _rows(results: dict, activation: str, placement: str) -> list[dict]:
+    return list(by_seed(results, _variant(activation, placement)).values())
+
+
+def _band_figure(results: dict, x_key: str, y_key: str, scale: float, title, y_title, note):
+    """Mean over seeds per (activation, placement), with a band of ± one standard deviation."""
     fig = go.Figure()
-    shown = set()
-    for r in _rows(results):
-        key = (r["activation"], r["placement"])
-        name = f"{r['activation']}, BN {r['placement']}"
-        fig.add_scatter(
-            x=r[x_key],
-            y=[scale * v for v in r[y_key]],
-            mode="lines+markers",
-            name=name,
-            legendgroup=name,
-            showlegend=key not in shown,
-            line=dict(color=_color(r["activation"]), dash=DASH[r["placement"]], width=1.8),
-            marker=line_markers(_symbol(r["activation"]), size=7),
-            hovertemplate=f"{name}, seed {r['seed']}<br>step %{{x}}<br>%{{y:.3g}}<extra></extra>",
-        )
-        shown.add(key)
-    if not fig.data:
-        common.note(fig, size=14)
-    return common.finish(fig, title, y_title=y_title, note="one line per seed")
+    for a in ACTIVATIONS:
+        for p in PLACEMENTS:
+            rows = _rows(results, a, p)
+            if not rows:
+                continue
+            n = min(len(r[x_key]) for r in rows)
+            steps = rows[0][x_key][:n]
+            mean, low, high = (scale * v for v in band([r[y_key][:n] for r in rows]))
+            name, color = f"{a}, BN {p}", _color(a)
+            edge = dict(width=0, color=color)
+            fig.add_scatter(x=steps, y=low, line=edge, showlegend=False, hoverinfo="skip",
+                            legendgroup=name)  # fmt: skip
+            fig.add_scatter(x=steps, y=high, line=edge, fill="tonexty", showlegend=False,
+                            fillcolor=rgba(color, 0.15), hoverinfo="skip",
+                            legendgroup=name)  # fmt: skip
+            fig.add_scatter(
+                x=steps,
+                y=mean,
+                mode="lines+markers",
+                name=name,
+                legendgroup=name,
+                line=dict(color=color, dash=DASH[p], width=2),
+                marker=line_markers(_symbol(a), color),
+                hovertemplate=f"{name}<br>step %{{x}}<br>%{{y:.3g}}<extra></extra>",
+            )
+    return common.finish(fig, title, y_title=y_title, note=note)
+
+
+def _accuracy_figure(results: dict) -> go.Figure:
+    fig = _band_figure(
+        results,
+        "eval_steps",
+        "acc",
+        100,
+        TITLE_ACC,
+        "test accuracy (%)",
+        f"mean over seeds, band: ± 1 sd; dotted: chance; {_marks(results)}",
+    )
+    fig.add_hline(y=100 * CHANCE, line=dict(color=NEUTRAL, width=1, dash="dot"))
+    fig.update_yaxes(range=[0, 100])
+    return fig
+
+
+def _loss_figure(results: dict) -> go.Figure:
+    return _band_figure(
+        results, "loss_steps", "loss", 1, TITLE_LOSS, "cross-entropy loss",
+        "mean over seeds, band: ± 1 sd",
+    )  # fmt: skip
 
 
 def _final_figure(results: dict) -> go.Figure:
     fig = go.Figure()
-    rows = _rows(results)
-    for activation in ACTIVATIONS:
-        for placement in PLACEMENTS:
-            group = _group(rows, activation, placement)
-            if not group:
+    for a in ACTIVATIONS:
+        for p in PLACEMENTS:
+            accs = _acc(results, a, p)
+            if not accs:
                 continue
+            name = f"{a}, BN {p}"
+            symbol = "circle" if p == "before" else "diamond"
             fig.add_scatter(
-                x=[f"{activation}, BN {placement}"] * len(group),
-                y=[100 * r["final_acc"] for r in group],
+                x=[name] * len(accs),
+                y=[100 * v for v in accs.values()],
                 mode="markers",
-                name=f"{activation}, BN {placement}",
-                marker=dict(
-                    color=_color(activation),
-                    size=11,
-                    symbol="circle" if placement == "before" else "diamond",
-                ),
-                customdata=[r["seed"] for r in group],
+                name=name,
+                marker=dict(color=_color(a), size=10, symbol=symbol, opacity=0.6),
+                customdata=list(accs),
                 hovertemplate="seed %{customdata}<br>%{y:.1f}%<extra>%{x}</extra>",
                 showlegend=False,
             )
-    if not fig.data:
-        common.note(fig, size=14)
-    fig.add_hline(y=10, line=dict(color=NEUTRAL, width=1, dash="dot"))
+            s = Spread.of(accs.values())
+            fig.add_scatter(
+                x=[name],
+                y=[100 * s.mean],
+                mode="markers",
+                name=f"{name}: mean ± sd",
+                marker=dict(color=_color(a), size=16, symbol=symbol + "-open"),
+                error_y=dict(type="data", array=[100 * s.sd if s.n > 1 else 0], color=_color(a)),
+                hovertemplate="mean %{y:.1f}%<extra>%{x}</extra>",
+                showlegend=False,
+            )
+    fig.add_hline(y=100 * CHANCE, line=dict(color=NEUTRAL, width=1, dash="dot"))
     fig.update_yaxes(range=[0, 100])
     return common.finish(
         fig,
-        "Final test accuracy, one point per seed",
+        TITLE_FINAL,
         None,
         "test accuracy (%)",
-        note=f"after {STEPS} steps; dotted: chance (10%)",
+        note=f"step {STEPS}; open: mean ± sd; dotted: chance; {_marks(results)}",
     )
 
 
-def figures(results: dict) -> list[go.Figure]:
-    return [
-        _final_figure(results),
-        _curve_figure(
-            results,
-            "eval_steps",
-            "acc_running",
-            100,
-            "Test accuracy (eval mode) during training",
-            "test accuracy (%)",
-        ),
-        _curve_figure(
-            results,
-            "loss_steps",
-            "loss",
-            1,
-            "Training loss (mean over windows of steps)",
-            "cross-entropy loss",
-        ),
-    ]
+def _marks(results: dict) -> str:
+    """'after higher? relu: not distinguishable (2/5 seeds); sigmoid: 5/5 seeds agree'."""
+    v = _by_key(results)
+    return "after higher? " + "; ".join(f"{a}: {v[f'after-{a}'].mark}" for a in ACTIVATIONS)
+
+
+FIGURES = (
+    Chart(TITLE_FINAL, _final_figure, PREFIXES, y_title="test accuracy (%)"),
+    Chart(TITLE_ACC, _accuracy_figure, PREFIXES, y_title="test accuracy (%)"),
+    Chart(TITLE_LOSS, _loss_figure, PREFIXES, y_title="cross-entropy loss"),
+)
 
 
 # ---------------------------------------------------------------- explanation
 
 
-def _summary(group: list[dict]) -> str:
-    accs = " and ".join(common.pct(r["final_acc"]) for r in group)
-    loss = " and ".join(f"{r['final_loss']:.3f}" for r in group)
-    seeds = "seeds " + " and ".join(str(r["seed"]) for r in group)
-    return f"{accs} test accuracy, training loss {loss} over the last 20 steps ({seeds})"
+def _spread(values: dict[int, float]) -> str:
+    return Spread.of(values.values()).text(100, "%")
 
 
-def _verdict(rows: list[dict], activation: str) -> dict | None:
-    """Before against after for one activation, over the seeds measured for both (None if
-    none is): the mean difference in final test accuracy (before minus after), the spreads
-    between seeds of one placement, the winner, and the kind of verdict: 'same', 'unresolved'
-    (the difference is within the seeds' spread), 'every seed' or 'on average'."""
-    before, after = _group(rows, activation, "before"), _group(rows, activation, "after")
-    seeds_b = {r["seed"]: r for r in before}
-    seeds_a = {r["seed"]: r for r in after}
-    common_seeds = sorted(set(seeds_b) & set(seeds_a))
-    if not common_seeds:
-        return None
-    diffs = [seeds_b[s]["final_acc"] - seeds_a[s]["final_acc"] for s in common_seeds]
-    mean_diff = float(np.mean(diffs))
-    spread = [
-        max(r["final_acc"] for r in g) - min(r["final_acc"] for r in g)
-        for g in (before, after)
-        if len(g) > 1
-    ]
-    winner, loser = ("before", "after") if mean_diff > 0 else ("after", "before")
-    consistent = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
-    if mean_diff == 0:
-        kind = "same"
-    elif spread and abs(mean_diff) <= max(spread):
-        kind = "unresolved"
-    elif len(common_seeds) > 1 and consistent:
-        kind = "every seed"
-    else:
-        kind = "on average"
-    return dict(kind=kind, mean_diff=mean_diff, spread=spread, winner=winner, loser=loser)
-
-
-def _compare(rows: list[dict], activation: str) -> str:
-    before, after = _group(rows, activation, "before"), _group(rows, activation, "after")
-    if not before or not after:
+def _activation_text(results: dict, a: str, v: dict[str, Verdict]) -> str:
+    parts = []
+    for p in PLACEMENTS:
+        accs = _acc(results, a, p)
+        if accs:
+            parts.append(f"BN {p} {_spread(accs)}")
+    if not parts:
         return ""
-    text = (
-        f"With {activation}: BN before the activation reached {_summary(before)}; after it, "
-        f"{_summary(after)}."
-    )
-    failed = [r for r in before + after if r["status"] != "completed"]
-    for r in failed:
-        text += f" ({r['placement']}, seed {r['seed']}: {r['status']}: {r['message']})"
-    v = _verdict(rows, activation)
-    if v is None:
-        return text
-    mean_diff, spread, winner, loser = v["mean_diff"], v["spread"], v["winner"], v["loser"]
-    if v["kind"] == "same":
-        text += " Both placements ended at the same test accuracy."
-    elif v["kind"] == "unresolved":
-        text += (
-            f" BN {winner} did better by {common.points(mean_diff)} on average, but two seeds of "
-            f"the same placement differed by up to {common.points(max(spread))}: at this scale the "
-            "two placements are not told apart."
-        )
-    elif v["kind"] == "every seed":
-        text += (
-            f" BN {winner} beat BN {loser} with every seed, by {common.points(mean_diff)} on "
-            "average"
-            + (
-                f", more than two seeds of the same placement differed (up to "
-                f"{common.points(max(spread))})."
-                if spread
-                else "."
-            )
-        )
-    else:
-        text += (
-            f" BN {winner} did better by {common.points(mean_diff)} on average, but not with "
-            "every seed."
-        )
+    failed = [
+        f"{r['placement']}, seed {r['seed']}: {r['status']} after {r['steps_done']} steps"
+        for p in PLACEMENTS
+        for r in _rows(results, a, p)
+        if r["status"] != "completed"
+    ]
+    text = f"**With {a}:** " + ", ".join(parts) + f". {v[f'after-{a}'].text}"
+    if failed:
+        text += " (" + "; ".join(failed) + ")"
     return text
+
+
+def _caveat(results: dict, v: dict[str, Verdict]) -> str:
+    measured = [a for a in ACTIVATIONS if _acc(results, a, "before")]
+    if not measured:
+        return ""
+    halfway = "; ".join(
+        f"{a} {_spread(_acc(results, a, 'before', _midway))} → "
+        f"{_spread(_acc(results, a, 'before'))}"
+        for a in measured
+    )
+    improving = all(v[f"before-improving-{a}"].holds for a in ACTIVATIONS)
+    still = ", and the networks with BN before the activation were still improving" * improving
+    return (
+        f"**Caveat.** Both comparisons are at step {STEPS}{still}. Test accuracy with BN before "
+        f"the activation, halfway (step {HALFWAY}) → at the end: {halfway}. "
+        + " ".join(v[f"before-improving-{a}"].text for a in ACTIVATIONS)
+        + f" {v['sigmoid-before-learns'].text} So these comparisons say how fast the two "
+        f"placements learn in {STEPS} steps at this learning rate, not where each would end."
+    )
 
 
 def _live_text(run) -> str:
@@ -250,54 +296,65 @@ def _live_text(run) -> str:
     )
 
 
-def explain(results: dict, run, twin) -> str:
-    parts = [
+def _setup(results: dict) -> str:
+    rows = next((r for r in (_rows(results, a, p) for a in ACTIVATIONS for p in PLACEMENTS) if r),
+                None)  # fmt: skip
+    text = (
         "Ioffe & Szegedy (2015) put BatchNorm immediately before the nonlinearity: it normalizes "
         "Wx, and the layer's bias is dropped because BN's β takes its place (bnviz does the "
         "same). Putting BN after the activation is an empirical alternative, not the paper's. "
         f"Here each pair trains {STEPS} steps from the same initial conv weights on the same "
-        "batches (the after-placement conv also gets a bias, since no BN directly follows it)."
-    ]
-    rows = _rows(results)
+        "batches (the after-placement conv also gets a bias, since no BN directly follows it)"
+    )
     if not rows:
+        return text + "."
+    r = rows[0]
+    n = len(by_seed(results, _variant(r["activation"], r["placement"])))
+    return (
+        text + f": conv widths {'-'.join(map(str, r['widths']))}, batches of {r['batch_size']}, "
+        f"SGD with momentum 0.9 at learning rate {common.lr_text(r['lr'])}, {n} seeds per "
+        f"placement. Final test accuracy is the mean of the last {LAST_EVALS} evaluations "
+        f"(eval mode, every {EVAL_EVERY} steps up to step {r['eval_steps'][-1]}), mean ± sd "
+        "over seeds."
+    )
+
+
+def explain(results: dict, run, twin) -> str:
+    results = results or {}
+    v = _by_key(results)
+    parts = [_setup(results)]
+    if not results:
         parts.append("The runs are being measured…")
-    for activation in ACTIVATIONS:
-        text = _compare(rows, activation)
-        if text:
-            parts.append(text)
-    pending = len(jobs()) - len(rows)
-    if rows and pending > 0:
-        parts.append(f"{pending} run(s) still being measured…")
-    live = _live_text(run)
-    if live:
-        parts.append(live)
-    return "\n\n".join(parts)
+    for a in ACTIVATIONS:
+        parts.append(_activation_text(results, a, v))
+    parts.append(_caveat(results, v))
+    pending = [item.text for item in v.values() if item.pending]
+    if pending:
+        parts.append(" ".join(pending))
+    parts.append(_live_text(run))
+    return "\n\n".join(p for p in parts if p)
+
+
+def _clause(a: str, verdict: Verdict) -> str:
+    s = verdict.spread
+    diff = rounded(abs(s.mean), s.se, " pp")
+    if verdict.holds:
+        return f"with {a}, BN after won by {diff} ({verdict.agree}/{verdict.seeds} seeds)"
+    if verdict.holds is False:
+        return f"with {a}, BN before won by {diff} ({verdict.against}/{verdict.seeds} seeds)"
+    return f"with {a}, not distinguishable"
 
 
 def takeaway(results: dict, run, twin) -> str:
-    """Both activations' verdicts in two lines, from the numbers the explanation quotes."""
-    rows = _rows(results or {})
-    verdicts = {a: _verdict(rows, a) for a in ACTIVATIONS}
-    if len(rows) < len(jobs()) or None in verdicts.values():
+    """Both activations' verdicts and the caveat, from the numbers the explanation quotes."""
+    v = _by_key(results or {})
+    if any(v[f"after-{a}"].pending for a in ACTIVATIONS):
         return "Measuring BatchNorm before and after the activation…"
-    order = ("every seed", "on average", "unresolved", "same")
-    clauses, bold = [], True
-    for a, v in sorted(verdicts.items(), key=lambda item: order.index(item[1]["kind"])):
-        if v["kind"] in ("every seed", "on average"):
-            diff = common.points(v["mean_diff"])
-            diff = f"**{diff}**" if bold else diff
-            bold = False
-            clauses.append(
-                f"with {a}, BN {v['winner']} beat BN {v['loser']} with every seed, by {diff}"
-                if v["kind"] == "every seed"
-                else f"with {a}, BN {v['winner']} did better by {diff} on average, not every seed"
-            )
-        elif v["kind"] == "unresolved":
-            clauses.append(f"with {a} the two placements are not told apart at this scale")
-        else:
-            clauses.append(f"with {a} both placements ended at the same test accuracy")
-    text = "; ".join(clauses) + "."
-    return text[0].upper() + text[1:]
+    text = "; ".join(_clause(a, v[f"after-{a}"]) for a in ACTIVATIONS)
+    text = text[0].upper() + text[1:] + f" at step {STEPS}."
+    if all(v[f"before-improving-{a}"].holds for a in ACTIVATIONS):
+        text += " BN before was still learning."
+    return text
 
 
 SCENARIO = Scenario(
@@ -307,7 +364,8 @@ SCENARIO = Scenario(
     view="Training",
     preset={"dataset": "shapes", "norm": "batch", "placement": "before", "twin": "off"},
     jobs=jobs,
-    figures=figures,
+    figures=FIGURES,
+    verdicts=verdicts,
     explain=explain,
     takeaway=takeaway,
 )

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 from ..config import (
     ACTIVATIONS,
+    ARCHS,
     BN_IMPLS,
     DATASETS,
     NORMS,
@@ -24,7 +25,7 @@ BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 EPSILONS = (0.0, *(10.0**k for k in range(-8, 1)))  # 0: see what eps is for
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.02, 0.05, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0, 1000.0)
 STEP_CHOICES = (100, 200, 300, 500, 1000, 2000, 5000)
-WIDTHS = (4, 8, 16, 32, 64)
+WIDTHS = (4, 8, 16, 32, 64, 100)  # 100: the hidden layers of Ioffe & Szegedy's Fig. 1 MLP
 DEPTHS = (1, 2, 3, 4, 5, 6)
 TWINS = ("none", "batch", "group", "layer", "instance", NO_TWIN)
 MAX_SEED = 2**31 - 1
@@ -33,6 +34,7 @@ _RUN = TrainConfig()  # the defaults are TrainConfig's (width: the first block's
 # key -> (default, allowed values, or None for a number checked in parse())
 CONTROLS: dict[str, tuple[object, tuple | None]] = {
     "dataset": (_RUN.dataset, DATASETS),
+    "arch": (_RUN.arch, ARCHS),
     "depth": (len(_RUN.widths), DEPTHS),
     "width": (_RUN.widths[0], WIDTHS),
     "activation": (_RUN.activation, ACTIVATIONS),

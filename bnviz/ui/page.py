@@ -342,8 +342,10 @@ def _way_on(session: Session, config: TrainConfig):
 def describe(config: TrainConfig) -> str:
     """The settings of a run in one line."""
     momentum = "None (cumulative)" if config.momentum is None else f"{config.momentum:g}"
+    net = " · fully connected (MLP)" if config.arch == "mlp" else ""
     return (
-        f"{config.dataset} · widths {'/'.join(map(str, config.widths))} · {config.activation} · "
+        f"{config.dataset}{net} · widths {'/'.join(map(str, config.widths))} · "
+        f"{config.activation} · "
         f"{config.norm} norm {config.placement} the activation · batch {config.batch_size} · "
         f"eps {config.eps:g} · momentum {momentum} · {config.optimizer} lr {config.lr:g} · "
         f"seed {config.seed}"
@@ -468,7 +470,7 @@ def _settings(hidden: set[str]) -> tuple[TrainConfig, str, str | None]:
             config, twin = st.session_state.get("settings", (TrainConfig(), "none"))
             return config, twin, str(e)
         accepted = st.session_state.get("accepted") or _preset_values()
-        st.session_state["restore"] = {key: accepted[key] for key in sidebar.CAPPED}
+        st.session_state["restore"] = {key: accepted[key] for key in sidebar.RESTORED}
         st.session_state["restoring"], st.session_state["refused"] = True, str(e)
         st.rerun()
     st.session_state.pop("restoring", None)

@@ -25,6 +25,7 @@ DATASET_LABELS = {
     "cifar10": "CIFAR-10",
 }
 LABELS = {
+    "arch": {"conv": "conv net", "mlp": "fully connected (MLP)"},
     "activation": {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid"},
     "bn_impl": {"torch": "torch.nn", "scratch": "from scratch (bnviz)"},
     "placement": {"before": "before activation", "after": "after activation"},
@@ -32,18 +33,23 @@ LABELS = {
 }
 
 
-def widths_from(depth: int, width: int) -> tuple[int, ...]:
-    """Channels per block: `width` in the first block, doubling per block, at most 128."""
+def widths_from(depth: int, width: int, arch: str = "conv") -> tuple[int, ...]:
+    """Channels per block: `width` in the first block, doubling per block, at most 128; in an
+    MLP, `width` units in every hidden layer (as in Ioffe & Szegedy's Fig. 1 network)."""
+    if arch == "mlp":
+        return (width,) * depth
     return tuple(min(width * 2**i, 128) for i in range(depth))
 
 
 CAPPED = ("batch_size", "width", "depth", "steps")  # the controls the server's caps bound
+# put back, with the capped ones, when a combination is refused (arch 'mlp' with InstanceNorm)
+RESTORED = (*CAPPED, "arch", "norm")
 
 
 def over_caps(v: dict) -> str | None:
     """Why these control values exceed the server's caps (bnviz/config.py), in the sidebar's
     terms; None if they do not."""
-    widths = widths_from(v["depth"], v["width"])
+    widths = widths_from(v["depth"], v["width"], v["arch"])
     reasons = []
     images = v["batch_size"] * v["width"]
     if images > MAX_BATCH_X_WIDTH:
@@ -115,12 +121,21 @@ def controls(hidden: set[str] = frozenset()) -> tuple[TrainConfig, str]:
         format_func=DATASET_LABELS.get,
         help="'shapes' is generated on the spot. The others download once (needs internet).",
     )
-    draw(side.select_slider, "depth", "Depth (conv blocks)")
+    draw(
+        side.radio,
+        "arch",
+        "Network",
+        horizontal=True,
+        help="A conv net (3x3 conv blocks) or a fully connected network on the flattened image "
+        "(Ioffe & Szegedy's Fig. 1 network: each hidden layer is linear -> norm -> activation).",
+    )
+    draw(side.select_slider, "depth", "Depth (blocks or hidden layers)")
     draw(
         side.select_slider,
         "width",
         "Width of the first block",
-        help="Channels double in each further block (at most 128).",
+        help="Conv net: channels double in each further block (at most 128). MLP: every hidden "
+        "layer has this many units.",
     )
     draw(side.selectbox, "activation", "Activation")
 
@@ -194,11 +209,12 @@ def controls(hidden: set[str] = frozenset()) -> tuple[TrainConfig, str]:
         raise ValueError(refused[0].upper() + refused[1:])
     config = TrainConfig(
         dataset=v["dataset"],
+        arch=v["arch"],
         norm=v["norm"],
         bn_impl=v["bn_impl"],
         placement=v["placement"],
         activation=v["activation"],
-        widths=widths_from(v["depth"], v["width"]),
+        widths=widths_from(v["depth"], v["width"], v["arch"]),
         batch_size=v["batch_size"],
         eps=v["eps"],
         momentum=momentum,
