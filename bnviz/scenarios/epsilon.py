@@ -54,12 +54,20 @@ def _acc(results: dict, eps: float, scale: float, key: str = "acc") -> dict[int,
     return across(results, _train_label(eps, scale), lambda r: final(r[key]))
 
 
+def _at(init: dict, eps: float) -> int | None:
+    """The index of eps in a gain-at-init result's grid (the nearest on a log scale, within a
+    factor of 2), or None."""
+    grid = np.log10(np.asarray(init["eps"], dtype=np.float64))
+    k = int(np.argmin(np.abs(grid - np.log10(eps))))
+    return k if abs(grid[k] - np.log10(eps)) < np.log10(2) else None
+
+
 def _gain_ratio(eps: float):
     """A seed's largest over smallest first-BN gain at init at this eps: 1 when the gain no
     longer depends on the channel's variance."""
 
     def ratio(init: dict) -> float:
-        gain = np.asarray(init["gain"][init["eps"].index(eps)])
+        gain = np.asarray(init["gain"][_at(init, eps)])
         return float(gain.max() / gain.min())
 
     return ratio
@@ -367,10 +375,10 @@ def _gain_text(inits: dict[int, dict], found: list[Verdict]) -> str:
 
 def _dominated_cell(inits: dict[int, dict], eps: float) -> str:
     """'8/8 / 0–2/16 / 0/32': channels with eps >= var per block at init, over the seeds."""
-    runs = [r for r in inits.values() if eps in r["eps"]]
+    runs = [r for r in inits.values() if _at(r, eps) is not None]
     if not runs:
         return "…"
-    rows = np.asarray([r["dominated"][r["eps"].index(eps)] for r in runs])
+    rows = np.asarray([r["dominated"][_at(r, eps)] for r in runs])
     cells = []
     for b, width in enumerate(runs[0]["channels"]):
         lo, hi = int(rows[:, b].min()), int(rows[:, b].max())
@@ -393,9 +401,9 @@ def _below_every(inits: dict[int, dict], eps: float) -> str:
 def _above_every(inits: dict[int, dict], eps: float, block: int) -> str:
     """'5 of 5 seeds': the seeds in which eps >= every variance of `block` at init."""
     n = sum(
-        r["dominated"][r["eps"].index(eps)][block] == r["channels"][block]
+        r["dominated"][_at(r, eps)][block] == r["channels"][block]
         for r in inits.values()
-        if eps in r["eps"]
+        if _at(r, eps) is not None
     )
     return f"{n} of {len(inits)} seeds"
 
@@ -481,8 +489,8 @@ def _dominates_all(inits: dict[int, dict], eps: float) -> bool:
     return bool(inits) and all(
         row == r["channels"]
         for r in inits.values()
-        for row in [r["dominated"][r["eps"].index(eps)]]
-        if eps in r["eps"]
+        for row in [r["dominated"][_at(r, eps)]]
+        if _at(r, eps) is not None
     )
 
 

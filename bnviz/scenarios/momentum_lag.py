@@ -26,8 +26,7 @@ TITLE_MEANS = "Running mean against batch mean"
 TITLE_CURVES = "Test accuracy in eval mode, over 5 seeds"
 TITLE_FINAL = "Running averages against precise statistics"
 ACC_AXIS = "test accuracy, eval mode (%)"
-RUNNING = layer_color(1)  # the running averages in the final-accuracy chart
-PRECISE = layer_color(0)  # precise statistics
+WITH_RUNNING, WITH_PRECISE = "running averages", "precise statistics"  # the final chart's x
 
 
 def momentum_name(momentum: float | None) -> str:
@@ -326,67 +325,62 @@ def _curves_figure(results: dict) -> go.Figure:
 
 
 def _final_figure(results: dict) -> go.Figure:
+    """Per momentum, eval accuracy with the running averages and after precise statistics
+    (mean ± sd over seeds), joined; each seed's pair as a thin line behind."""
     fig = go.Figure()
     found = verdicts(results)
-    measured = [m for m in MOMENTA if by_seed(results, _label(m))]
-    pairs_x, pairs_y = [], []
-    for series, get, color, symbol, shift in (
-        ("running averages", _running, RUNNING, "circle", -0.12),
-        ("precise statistics", _precise, PRECISE, "star", 0.12),
-    ):
-        xs, means, sds, text = [], [], [], []
-        for m in measured:
-            k = MOMENTA.index(m)
-            spread = Spread.of(get(results, m).values())
-            xs.append(k + shift)
-            means.append(100 * spread.mean)
-            sds.append(100 * spread.sd if np.isfinite(spread.sd) else 0.0)
-            text.append(f"{_label(m)}: {spread.text(100, '%')} over {spread.n} seeds")
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=means,
-                error_y=dict(type="data", array=sds, color=color, thickness=2),
-                name=f"{series}, mean ± sd",
-                mode="markers",
-                marker=dict(color=color, symbol=symbol, size=12, line=dict(width=1)),
-                text=text,
-                hovertemplate="%{text}<extra>" + series + "</extra>",
-            )
-        )
-    for m in measured:
-        k = MOMENTA.index(m)
+    x = [WITH_RUNNING, WITH_PRECISE]
+    for m in MOMENTA:
         running, precise = _running(results, m), _precise(results, m)
-        for s in sorted(set(running) & set(precise)):
-            pairs_x += [k - 0.12, k + 0.12, None]
-            pairs_y += [100 * running[s], 100 * precise[s], None]
-    if pairs_x:
+        if not running:
+            continue
+        color = _color(m)
+        seeds = sorted(set(running) & set(precise))
+        pairs_x = [v for _ in seeds for v in (*x, None)]
+        pairs_y = [v for s in seeds for v in (100 * running[s], 100 * precise[s], None)]
         fig.add_trace(
             go.Scatter(
                 x=pairs_x,
                 y=pairs_y,
-                name="each seed, paired",
+                name=f"each seed, {_label(m)}",
+                legendgroup=_label(m),
+                showlegend=False,
                 mode="lines",
-                line=dict(color=NEUTRAL, width=1),
+                line=dict(color=rgba(color, 0.35), width=1),
                 hoverinfo="skip",
             )
         )
-    fig.update_xaxes(
-        tickvals=list(range(len(MOMENTA))),
-        ticktext=[_short(m) for m in MOMENTA],
-        range=[-0.5, len(MOMENTA) - 0.5],
-    )
+        spreads = [Spread.of(running.values()), Spread.of(precise.values())]
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=[100 * s.mean for s in spreads],
+                error_y=dict(
+                    type="data",
+                    array=[100 * s.sd if np.isfinite(s.sd) else 0.0 for s in spreads],
+                    color=color,
+                    thickness=1.5,
+                ),
+                name=f"{_label(m)}, mean ± sd",
+                legendgroup=_label(m),
+                mode="lines+markers",
+                line=dict(color=color, width=2.5),
+                marker=dict(symbol=_symbol(m), size=10, color=color),
+                customdata=[f"{s.text(100, '%')} over {s.n} seeds" for s in spreads],
+                hovertemplate="%{x}: %{customdata}<extra>" + _label(m) + "</extra>",
+            )
+        )
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=x, range=[-0.35, 1.35])
     fig.update_yaxes(range=[0, 100])
     marks = "; ".join(
         f"{_short(m)}: {_verdict(found, f'precise-{_short(m)}').mark}" for m in MOMENTA
     )
-    steps = _steps_text(results)
     return finish(
         fig,
         TITLE_FINAL,
-        "momentum (PyTorch convention)",
+        "",
         ACC_AXIS,
-        note=f"mean of the evaluations at {steps}; precise better? {marks}",
+        note=f"mean of the evaluations at {_steps_text(results)}; precise higher? {marks}",
     )
 
 
@@ -402,7 +396,7 @@ def _steps_text(results: dict) -> str:
 FIGURES = (
     Chart(TITLE_MEANS, _means_figure, ("momentum",), None, "mean (value)"),
     Chart(TITLE_CURVES, _curves_figure, ("momentum",), None, ACC_AXIS),
-    Chart(TITLE_FINAL, _final_figure, ("momentum",), "momentum (PyTorch convention)", ACC_AXIS),
+    Chart(TITLE_FINAL, _final_figure, ("momentum",), None, ACC_AXIS),
 )
 
 
@@ -469,10 +463,11 @@ def _explain_jobs(results: dict, found: list[Verdict]) -> list[str]:
         if not running:
             lines.append(f"- momentum {_short(m)}: being measured.")
             continue
-        if m is None:
+        ran = next(iter(by_seed(results, _label(m)).values()))["momentum"]  # as the job ran
+        if ran is None:
             what = "a cumulative average: every step so far weighs the same; no Keras equivalent"
         else:
-            what = f"Keras {keras_name(m)}; averages over {window_text(m)}"
+            what = f"Keras {keras_name(ran)}; averages over {window_text(ran)}"
         recent = first["recent_batches"]
         lines.append(
             f"- momentum {_short(m)} ({what}): {_pct(running)} with the running averages → "
@@ -491,11 +486,15 @@ def _explain_jobs(results: dict, found: list[Verdict]) -> list[str]:
     if several:
         # the same weights at every momentum, so the same batch-statistics accuracy
         batch = next(b for m in MOMENTA if (b := _batch(results, m)))
+        text = f"The training losses at every momentum are identical in {same} of {several} seeds"
+        if same == several:
+            text += (
+                ": momentum changes only the running buffers, which training mode never reads, "
+                "so precise statistics give the same accuracy at every momentum"
+            )
         lines.append(
-            f"The training losses at every momentum are identical in {same} of {several} "
-            "seeds: momentum changes only the running buffers, which training mode never reads, "
-            "so precise statistics give the same accuracy at every momentum. With batch "
-            f"statistics (train mode) test accuracy was {_pct(batch)} over the same steps."
+            f"{text}. With batch statistics (train mode) test accuracy was {_pct(batch)} over "
+            "the same steps."
         )
     return lines
 
