@@ -157,6 +157,9 @@ def test_explain_quotes_every_verdict_and_the_spreads():
     assert "about 100 steps" in text
     assert "identical in 5 of 5 seeds: momentum changes only" in text
     assert text.startswith("A running average lags")  # the published finding reproduced
+    # a difference within one accuracy's noise (momentum 0.9 here) is said to be fragile
+    fragile = [line for line in text.split("\n\n") if "another five seeds may" in line]
+    assert len(fragile) == 1 and fragile[0].startswith("- momentum 0.9")
 
 
 def test_explain_says_first_when_the_finding_does_not_reproduce():

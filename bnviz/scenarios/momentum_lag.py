@@ -7,6 +7,8 @@ evaluations. The jobs are in bnviz/experiments/momentum_lag.py."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import plotly.graph_objects as go
 
@@ -14,7 +16,7 @@ from ..batchnorm import effective_window, keras_momentum
 from ..experiments.momentum_lag import PRECISE_BATCHES, momentum_run, precise_and_restore
 from ..plot import NEUTRAL, TWO_ROW_PLOT_HEIGHT, layer_color, layer_symbol, line_markers, rgba
 from ..record import Run
-from ..trainer import Trainer
+from ..trainer import EVAL_SIZE, Trainer
 from . import evidence
 from .base import Action, Chart, Scenario
 from .common import finish, num, pct, subplots
@@ -26,6 +28,9 @@ TITLE_MEANS = "Running mean against batch mean"
 TITLE_CURVES = "Test accuracy in eval mode, over 5 seeds"
 TITLE_FINAL = "Running averages against precise statistics"
 ACC_AXIS = "test accuracy, eval mode (%)"
+# One accuracy's standard error at 50% on the held-out images, in points: a mean difference
+# smaller than this is one that another five seeds may well decide differently.
+NOISE_POINTS = 100 * math.sqrt(0.25 / EVAL_SIZE)
 WITH_RUNNING, WITH_PRECISE = "running averages", "precise statistics"  # the final chart's x
 
 
@@ -135,6 +140,16 @@ def verdicts(results: dict) -> list[Verdict]:
 
 def _verdict(found: list[Verdict], key: str) -> Verdict:
     return next(v for v in found if v.key == key)
+
+
+def _fragile(v: Verdict) -> str:
+    """A sentence for a difference within one accuracy's noise ('' otherwise)."""
+    if v.pending or not abs(v.spread.mean) < NOISE_POINTS:
+        return ""
+    return (
+        f" A mean difference this small is within the standard error of one accuracy on "
+        f"{EVAL_SIZE} test images: another five seeds may decide it differently."
+    )
 
 
 def _pct(values: dict[int, float]) -> str:
@@ -475,6 +490,7 @@ def _explain_jobs(results: dict, found: list[Verdict]) -> list[str]:
             f"{first['block']}, channel {first['channel']} lay "
             f"{Spread.of(lag.values()).text()} from the mean of the last {recent} batch means. "
             + _verdict(found, f"precise-{_short(m)}").text
+            + _fragile(_verdict(found, f"precise-{_short(m)}"))
         )
     lines.append(
         "Between momenta (running averages, same seeds): "
