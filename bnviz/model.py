@@ -113,8 +113,9 @@ def _generator(seed: int, name: str) -> torch.Generator:
 @torch.no_grad()
 def init_weights(model: nn.Module, seed: int) -> None:
     """PyTorch's default (Kaiming-uniform) init, drawn per tensor from a generator seeded by
-    (seed, tensor name): models that differ only in normalization start from identical
-    conv and linear weights, and no global random state is touched."""
+    (seed, tensor name): models that differ in normalization start from identical conv and
+    linear weights, and no global random state is touched. They differ in the conv biases too
+    (a conv feeding a norm has none; one feeding none has), drawn from their own generators."""
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d | nn.Linear):
             fan_in = module.weight[0].numel()

@@ -1,6 +1,7 @@
 import threading
 import time
 
+import torch
 from conftest import SMALL
 
 from bnviz import Run, TrainConfig
@@ -12,9 +13,15 @@ def config(**kw):
     return TrainConfig(**{**SMALL, **kw})
 
 
-def test_twin_differs_only_in_normalization_and_steps_in_lockstep():
+def test_twin_differs_in_normalization_and_its_conv_biases_and_steps_in_lockstep():
     session = Session.start(config(), "none")
     assert session.twin.config == config(norm="none")
+    # what the captions say: the same initial conv weights; biases only where no norm follows
+    main, twin = (t.model for t in session.lock.trainers)
+    for a, b in zip(main.blocks, twin.blocks):
+        assert torch.equal(a.conv.weight, b.conv.weight)
+        assert a.conv.bias is None and b.conv.bias is not None
+    assert torch.equal(main.head.weight, twin.head.weight)
     session.advance(steps=5)
     assert session.run.num_steps == session.twin.num_steps == 5
     assert Session.start(config(), NO_TWIN).twin is None

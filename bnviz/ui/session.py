@@ -62,7 +62,8 @@ class Session:
 
     @classmethod
     def start(cls, config: TrainConfig, twin_norm: str, opening: Lockstep | None = None) -> Session:
-        """A fresh run of config, with a twin that differs only in normalization (or none).
+        """A fresh run of config, with a twin (or none) that differs in normalization and in the
+        conv biases that go with it (a conv feeding a norm has none; one feeding none has).
         Given `opening` (a Lockstep of the same configs, shared by every session that asks for
         them and never stepped), it continues from a clone of it."""
         lock = opening.clone() if opening is not None else cls.lockstep(config, twin_norm)

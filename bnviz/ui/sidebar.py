@@ -196,8 +196,10 @@ def controls(hidden: set[str] = frozenset()) -> tuple[TrainConfig, str]:
         "twin",
         "Twin network",
         format_func=NORM_LABELS.get,
-        help="A second network trained in lockstep (same batches, same initial weights) that "
-        "differs only in normalization. Shown dashed.",
+        help="A second network trained in lockstep (same batches, same initial weights) with "
+        "another normalization, or none. A conv that feeds a norm has no bias, so a twin "
+        "without a norm (or a main network without one) also differs in its conv biases. "
+        "Shown dashed.",
     )
     side.caption(
         "Batch size, eps, momentum and learning rate apply **from the next step** and are marked "

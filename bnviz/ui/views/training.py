@@ -71,5 +71,6 @@ def _metrics(run, twin) -> None:
 def _caption() -> None:
     st.caption(
         "Solid: the main network. Dashed: its twin, trained on the same batches from the same "
-        "initial weights, differing only in normalization."
+        "initial weights. It differs in normalization and in the conv biases that go with it: a "
+        "conv that feeds a norm has no bias (the norm subtracts the mean); one that feeds none has."
     )
