@@ -37,9 +37,9 @@ def test_agreeing_seeds_and_a_clear_difference_hold():
 
 
 def test_the_opposite_direction_is_reported_as_such():
-    v = verdict([0.1, 0.2, 0.1, 0.15, 0.1], [0.5, 0.6, 0.5, 0.55, 0.5])
+    v = verdict([0.1, 0.2, 0.1, 0.15, 0.1], [0.5, 0.62, 0.5, 0.55, 0.48])
     assert v.holds is False and v.against == 5
-    assert v.text.startswith("B beat A in 5 of 5 seeds")
+    assert v.text.startswith("B beat A in 5 of 5 seeds (mean difference +0.400 ± 0.006,")
 
 
 @pytest.mark.parametrize(
@@ -79,6 +79,7 @@ def test_numbers_carry_no_more_digits_than_their_spread():
     assert plus_minus(62.347, 2.1, "%") == "62 ± 2%"
     assert plus_minus(0.41234, 0.0123) == "0.41 ± 0.01"
     assert plus_minus(12.0, 0.5, sign=True) == "+12.0 ± 0.5"
+    assert plus_minus(0.4, 1e-17) == "0.400 ± 0.000"  # three significant digits at most
     assert rounded(62.347, 2.1) == "62" and rounded(math.nan, 1) == "n/a"
     s = Spread.of([1.0, 2.0, 3.0, math.nan])
     assert (s.mean, s.n) == (2.0, 3) and s.sd == pytest.approx(1.0)

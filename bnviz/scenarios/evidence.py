@@ -109,18 +109,20 @@ def band(rows: Iterable[Iterable[float]]) -> tuple[np.ndarray, np.ndarray, np.nd
     return mean, mean - sd, mean + sd
 
 
-def _digits(spread: float) -> int:
-    """Decimals that keep one significant digit of the spread (0 for spreads of 1 or more)."""
+def _digits(spread: float, value: float = 0.0) -> int:
+    """Decimals that keep one significant digit of the spread (0 for spreads of 1 or more),
+    and never more than three significant digits of the value."""
+    most = 2 - math.floor(math.log10(abs(value))) if value and math.isfinite(value) else 3
     if not math.isfinite(spread) or spread <= 0:
-        return 1
-    return max(0, -math.floor(math.log10(spread)))
+        return max(0, min(1, most))
+    return max(0, min(-math.floor(math.log10(spread)), most))
 
 
 def rounded(value: float, spread: float, unit: str = "", sign: bool = False) -> str:
     """A number with no more digits than its spread allows: rounded(62.347, 2.1) -> '62'."""
     if value is None or not math.isfinite(value):
         return "n/a"
-    d = _digits(spread)
+    d = _digits(spread, value)
     return f"{value:{'+' if sign else ''}.{d}f}{unit}"
 
 
@@ -130,7 +132,7 @@ def plus_minus(value: float, spread: float, unit: str = "", sign: bool = False) 
         return "n/a"
     if not math.isfinite(spread):
         return rounded(value, spread, unit, sign)
-    d = _digits(spread)
+    d = _digits(spread, value)
     return f"{value:{'+' if sign else ''}.{d}f} ± {spread:.{d}f}{unit}"
 
 
@@ -194,9 +196,11 @@ class Verdict:
             "se": s.se,
         }
 
-    def _difference(self) -> str:
+    def _difference(self, reverse: bool = False) -> str:
+        """The mean difference with its standard error, in the direction the sentence states
+        (b − a for a reversed verdict)."""
         s = self.spread
-        mean = plus_minus(s.mean, s.se, self.unit, sign=True)
+        mean = plus_minus(-s.mean if reverse else s.mean, s.se, self.unit, sign=True)
         return f"mean difference {mean}, ± one standard error"
 
     @property
@@ -208,7 +212,7 @@ class Verdict:
         if self.holds:
             return f"{_cap(self.claim)} in {self.agree} of {n} seeds ({self._difference()})."
         if self.holds is False:
-            return f"{_cap(self.reverse)} in {self.against} of {n} seeds ({self._difference()})."
+            return f"{_cap(self.reverse)} in {self.against} of {n} seeds ({self._difference(True)})."
         return (
             f"{_cap(self.claim)}? Not distinguishable at this scale: it did in {self.agree} of "
             f"{n} seeds ({self._difference()})."
