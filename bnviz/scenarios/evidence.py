@@ -212,7 +212,8 @@ class Verdict:
         if self.holds:
             return f"{_cap(self.claim)} in {self.agree} of {n} seeds ({self._difference()})."
         if self.holds is False:
-            return f"{_cap(self.reverse)} in {self.against} of {n} seeds ({self._difference(True)})."
+            difference = self._difference(reverse=True)
+            return f"{_cap(self.reverse)} in {self.against} of {n} seeds ({difference})."
         return (
             f"{_cap(self.claim)}? Not distinguishable at this scale: it did in {self.agree} of "
             f"{n} seeds ({self._difference()})."
