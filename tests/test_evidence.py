@@ -80,6 +80,8 @@ def test_numbers_carry_no_more_digits_than_their_spread():
     assert plus_minus(0.41234, 0.0123) == "0.41 ± 0.01"
     assert plus_minus(12.0, 0.5, sign=True) == "+12.0 ± 0.5"
     assert plus_minus(0.4, 1e-17) == "0.400 ± 0.000"  # three significant digits at most
+    assert plus_minus(1036, 118, "%", sign=True) == "+1000 ± 100%"
+    assert plus_minus(-0.3, 1.2) == "0 ± 1" and rounded(-0.04, 0.3, sign=True) == "0.0"
     assert rounded(62.347, 2.1) == "62" and rounded(math.nan, 1) == "n/a"
     s = Spread.of([1.0, 2.0, 3.0, math.nan])
     assert (s.mean, s.n) == (2.0, 3) and s.sd == pytest.approx(1.0)

@@ -110,20 +110,28 @@ def band(rows: Iterable[Iterable[float]]) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def _digits(spread: float, value: float = 0.0) -> int:
-    """Decimals that keep one significant digit of the spread (0 for spreads of 1 or more),
-    and never more than three significant digits of the value."""
+    """Decimals that keep one significant digit of the spread (negative: round to tens,
+    hundreds...), and never more than three significant digits of the value."""
     most = 2 - math.floor(math.log10(abs(value))) if value and math.isfinite(value) else 3
     if not math.isfinite(spread) or spread <= 0:
         return max(0, min(1, most))
-    return max(0, min(-math.floor(math.log10(spread)), most))
+    return min(-math.floor(math.log10(spread)), most)
+
+
+def _fixed(value: float, decimals: int, sign: bool = False) -> str:
+    """value at `decimals` (negative: rounded to tens, hundreds...); no '-0' or '+0'."""
+    value = round(value, decimals)
+    text = f"{value:.{max(0, decimals)}f}"
+    if float(text) == 0:
+        return text.lstrip("-")
+    return f"+{text}" if sign and value > 0 else text
 
 
 def rounded(value: float, spread: float, unit: str = "", sign: bool = False) -> str:
     """A number with no more digits than its spread allows: rounded(62.347, 2.1) -> '62'."""
     if value is None or not math.isfinite(value):
         return "n/a"
-    d = _digits(spread, value)
-    return f"{value:{'+' if sign else ''}.{d}f}{unit}"
+    return _fixed(value, _digits(spread, value), sign) + unit
 
 
 def plus_minus(value: float, spread: float, unit: str = "", sign: bool = False) -> str:
@@ -133,7 +141,7 @@ def plus_minus(value: float, spread: float, unit: str = "", sign: bool = False) 
     if not math.isfinite(spread):
         return rounded(value, spread, unit, sign)
     d = _digits(spread, value)
-    return f"{value:{'+' if sign else ''}.{d}f} ± {spread:.{d}f}{unit}"
+    return f"{_fixed(value, d, sign)} ± {_fixed(spread, d)}{unit}"
 
 
 # --- verdicts --------------------------------------------------------------------------------
