@@ -335,6 +335,12 @@ def test_the_action_compares_weight_norms_with_the_initial_ones():
         assert f"×{w / w0:.3g}" in text and f"{0.25 / w**2:.3g}" in text
         assert ("not an effective step" in text) == (norm == "none")
     assert SCENARIO.actions and SCENARIO.actions[0].fn is measure_weights
+    mlp = Trainer(TrainConfig(arch="mlp", widths=(8, 8), batch_size=16, steps=3, seed=1))
+    mlp.step(2)
+    result = measure_weights(mlp)  # an MLP's first layer takes the whole image
+    assert result["then"] == pytest.approx(
+        weight_norms(Trainer(TrainConfig(arch="mlp", widths=(8, 8), seed=1)).model)
+    )
 
 
 def test_learned_threshold_is_above_chance():

@@ -1018,7 +1018,8 @@ def measure_weights(trainer) -> dict:
     """‖W‖ of each block's conv now and at initialisation (rebuilt from the run's seed: the
     initial weights are deterministic), with lr/‖W‖² at the lr of step 1 and the lr now."""
     data, run = trainer.data, trainer.run
-    initial = build_model(trainer.config, data.x_train.shape[1], len(data.classes))
+    channels, side = data.x_train.shape[1], data.x_train.shape[2]
+    initial = build_model(trainer.config, channels, len(data.classes), side)
     return {
         "step": int(trainer.steps_done),
         "norm": trainer.config.norm,
