@@ -24,7 +24,7 @@ STALE = f"stale precomputed results: run `{precompute.REGENERATE}` and commit as
 # cheap shipped jobs (well under 2 s each) that still train and measure floats
 CHEAP = [
     ("tiny-batches", "GroupNorm, batch 32, seed 0"),
-    ("high-lr", "BatchNorm: one-step loss ratio at init"),
+    ("high-lr", "BatchNorm: one-step loss ratio at init, seed 0"),
 ]
 WITH_JOBS = [sid for sid, s in SCENARIOS.items() if s.jobs()]
 

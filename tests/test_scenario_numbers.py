@@ -33,8 +33,9 @@ ALLOWED: dict[str, tuple] = {
     # per GPU is typed in the text
     "norm-family": ("PUBLISHED_ERROR", "32", "34.7"),
     "momentum-lag": ("0.99",),  # Keras's default momentum, converted in the text
-    # Ioffe & Szegedy (2015), section 3.3; the sweep's threshold for "learned"
-    "high-lr": ("3.3", "LEARNED"),
+    # Ioffe & Szegedy (2015), section 3.3; the sweep's threshold for "learned"; van Laarhoven
+    # (2017) and Arora, Li & Lyu (2019), cited by year; the trainer's divergence rule
+    "high-lr": ("3.3", "LEARNED", "2017", "2019", "EXPLODED"),
     # each pair's training steps, its evaluation cadence, the step of the halfway comparison;
     # chance with ten classes
     "placement": ("STEPS", "EVAL_EVERY", "HALFWAY", "CHANCE"),
