@@ -50,7 +50,7 @@ def _scenario_figures() -> list[tuple[str, go.Figure]]:
     out = []
     for sid, scenario in SCENARIOS.items():
         for state, results in (("empty", {}), ("shipped", _shipped(sid))):
-            out += [(f"{sid} {state} {k}", f) for k, f in enumerate(scenario.figures(results))]
+            out += [(f"{sid} {state} {k}", f) for k, f in enumerate(scenario.draw(results))]
     return out + [("tiny-batches published", published_figure())]
 
 

@@ -128,7 +128,7 @@ def _scenario_figures() -> dict[str, go.Figure]:
     return {
         f"{sid}[{k}]": fig
         for sid, scenario in SCENARIOS.items()
-        for k, fig in enumerate(scenario.figures({}))
+        for k, fig in enumerate(scenario.draw({}))
     }
 
 
