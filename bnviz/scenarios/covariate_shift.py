@@ -18,7 +18,16 @@ import plotly.graph_objects as go
 from ..config import NORM_NAMES
 from ..experiments import covariate_shift as experiment
 from ..experiments.covariate_shift import NORMS
-from ..plot import MAIN_DASH, NEUTRAL, NORM_COLORS, NORM_SYMBOLS, TWIN_DASH, line_markers, rgba
+from ..plot import (
+    MAIN_DASH,
+    NEUTRAL,
+    NORM_COLORS,
+    NORM_SYMBOLS,
+    STEP_AXIS,
+    TWIN_DASH,
+    line_markers,
+    rgba,
+)
 from ..record import Run
 from .base import Chart, Results, Scenario
 from .common import finish
@@ -63,8 +72,8 @@ class Measure:
 
     def median(self, r: dict) -> float:
         """The median over the run's checkpoints from FROM_STEP on (finite values)."""
-        values = self.value(r)[np.asarray(r["steps"][: len(self.value(r))]) >= FROM_STEP]
-        values = values[np.isfinite(values)]
+        values = self.value(r)
+        values = values[(np.asarray(r["steps"]) >= FROM_STEP) & np.isfinite(values)]
         return float(np.median(values)) if len(values) else math.nan
 
 
@@ -153,12 +162,10 @@ def _band(rows: np.ndarray, log: bool) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 def _figure(results: Results, m: Measure, title: str, y_title: str, log: bool, what: str):
     fig = go.Figure()
-    seeds = 0
     for norm in NORMS:
         runs = list(by_seed(results, NORM_NAMES[norm]).values())
         if not runs:
             continue
-        seeds = max(seeds, len(runs))
         steps, rows = _rows(runs, m)
         centre, low, high = _band(rows, log)
         name = NORM_NAMES[norm]
@@ -214,7 +221,7 @@ def _chart(m: Measure, title: str, y_title: str, log: bool, what: str) -> Chart:
         return _figure(results, m, title, y_title, log, what)
 
     needs = tuple(NORM_NAMES[n] for n in NORMS)
-    return Chart(title, draw, needs, "step (optimizer steps)", y_title)
+    return Chart(title, draw, needs, STEP_AXIS, y_title)
 
 
 FIGURES = tuple(_chart(*spec) for spec in CHARTS)
