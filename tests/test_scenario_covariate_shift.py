@@ -1,39 +1,41 @@
+"""The covariate-shift scenario: the measurements against hand computations, and the verdicts
+and their prose on per-seed numbers whose answer is known."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
-from conftest import check_layout, check_preset
+from conftest import check_explain_without_runs, check_layout, check_preset
 from torch import nn
 
 from bnviz import TrainConfig, Trainer
-from bnviz.scenarios.covariate_shift import (
-    SCENARIO,
+from bnviz.experiments.covariate_shift import (
+    LANDSCAPE_KEYS,
     _range,
-    _verdict,
     gradient_shift,
+    ics_summary,
     landscape,
     layer_params,
     shift_and_smoothness,
-    summary,
 )
+from bnviz.scenarios import covariate_shift as C
+from bnviz.scenarios.covariate_shift import FROM_STEP, SCENARIO
+from bnviz.scenarios.evidence import REPLICATION_SEEDS, SEEDS
 from bnviz.trainer import to_tensor
 
-REDUCED = dict(steps=125, every=25, seed=0)  # 5 measured steps instead of 8, one seed
 
-
-@pytest.fixture(scope="module")
-def results():
-    return {
-        "BatchNorm, seed 0": shift_and_smoothness("batch", **REDUCED),
-        "no norm, seed 0": shift_and_smoothness("none", **REDUCED),
-    }
-
-
-def test_id_view_and_preset_use_allowed_values():
+def test_id_view_preset_and_jobs():
     assert SCENARIO.id == "covariate-shift"
     check_preset(SCENARIO)
     assert SCENARIO.preset["twin"] == "none"
+    labels = [j.label for j in SCENARIO.jobs()]
+    assert labels == [f"{n}, seed {s}" for n in ("BatchNorm", "no norm") for s in SEEDS]
+    assert all(j.label.endswith(f"seed {dict(j.kwargs)['seed']}") for j in SCENARIO.jobs())
+    assert len(SCENARIO.jobs(seeds=REPLICATION_SEEDS)) == 2 * len(REPLICATION_SEEDS)
+
+
+# ---------------------------------------------------------------- the measurements
 
 
 def _linear_chain(weights):
@@ -116,67 +118,145 @@ def test_landscape_of_a_quadratic():
     assert math.isnan(_range([0.5, math.inf])) and _range([0.5, 2.0, 1.0]) == 1.5
 
 
-def test_finding_bn_loss_varies_less_along_the_gradient(results):
-    bn, none = results["BatchNorm, seed 0"], results["no norm, seed 0"]
-    assert bn["steps"] == none["steps"] == [0, 25, 50, 75, 100]
-    assert bn["diverged_step"] is None and none["diverged_step"] is None
-    for r in (bn, none):
-        assert all(row[0] == 0.0 for row in r["ics_l2"])  # block 1: G' is G
-        assert all(row[0] == 1.0 for row in r["ics_cos"])
-        assert len(r["loss_range"]) == len(r["steps"])
-    # Santurkar et al.'s smoothing, at this scale (mean over the 5 measured steps; the no-norm
-    # net sits on its initial plateau for the first ~50 steps, where its loss is flatter)
-    assert np.mean(bn["loss_range"]) < np.mean(none["loss_range"])
-    assert np.mean(bn["grad_change_range"]) < np.mean(none["grad_change_range"])
+def test_ics_summary_leaves_out_the_first_layer():
+    shifts = [(0.0, 1.0, 2.0), (1.0, 0.5, 4.0), (3.0, 0.9, 0.0)]  # (||G - G'||, cos, ||G||)
+    out = ics_summary(shifts)
+    assert out["shift"] == pytest.approx(2.0)
+    assert out["relative_shift"] == pytest.approx(0.25)  # a zero gradient has no ratio
+    assert out["direction_change"] == pytest.approx((0.5 + 0.1) / 2)
 
 
-def test_explain_quotes_the_measured_means(results):
+def test_a_short_run_records_every_checkpoint():
+    r = shift_and_smoothness("batch", seed=0, widths=(4, 8), steps=6, every=2)
+    assert r["steps"] == [0, 2, 4] and r["eval_steps"] == [0, 2, 4, 6]
+    assert len(r["test_acc"]) == 4 and r["diverged_step"] is None
+    keys = ("shift", "relative_shift", "direction_change", *LANDSCAPE_KEYS, "loss")
+    for key in keys:
+        assert len(r[key]) == 3 and all(v > 0 for v in r[key]), key
+
+
+# ---------------------------------------------------------------- verdicts on known numbers
+
+STEPS = list(range(0, 300, 10))
+
+
+def _run(scale: float, spikes: tuple = (), seed: int = 0) -> dict:
+    """A run whose measures are `scale` times a common per-checkpoint series (with seed-wise
+    noise), and ten times that at the checkpoints in `spikes`."""
+    rng = np.random.default_rng(seed)
+    base = np.exp(rng.normal(0, 0.2, len(STEPS)))
+    series = scale * base
+    series[list(spikes)] *= 10
+    return {
+        "steps": STEPS,
+        "loss": [2.0] * len(STEPS),
+        "shift": list(series),
+        "relative_shift": list(series / 10),
+        "direction_change": list(series / 100),
+        "loss_range": list(series),
+        "grad_change_range": list(series),
+        "beta_smoothness": list(series),
+        "eval_steps": STEPS + [300],
+        "test_acc": [0.1] * (len(STEPS) - 2) + [0.7, 0.75, 0.8],
+        "widths": [8, 16, 32],
+        "batch_size": 64,
+        "lr": 0.1,
+        "steps_trained": 300,
+        "step_sizes": [0.05, 0.1, 0.2, 0.4],
+        "layers": ["block 1", "block 2", "head"],
+        "diverged_step": None,
+    }
+
+
+def fake(bn_scale, none_scale, spikes=()) -> dict:
+    """Five seeds; per seed BN's measures are bn_scale[s] times the no-norm run's series."""
+    out = {}
+    for s, (b, n) in enumerate(zip(bn_scale, none_scale)):
+        out[f"BatchNorm, seed {s}"] = _run(b, spikes, seed=s)
+        out[f"no norm, seed {s}"] = _run(n, seed=s)
+    return out
+
+
+def test_verdicts_hold_when_bn_is_smaller_in_every_seed():
+    results = fake([0.5] * 5, [1.0] * 5)
+    found = {v.key: v for v in SCENARIO.verdicts(results)}
+    assert set(found) == {m.key for m in C.MEASURES}
+    assert all(v.holds is True and v.agree == 5 for v in found.values())
+    assert found["smoother-loss"].spread.mean == pytest.approx(math.log10(2))
+    assert C.checkpoints(results, C.LOSS) == (5 * 20, 5 * 20)  # every one from step 100
+
+
+def test_a_few_late_spikes_do_not_decide_a_verdict():
+    """BN smaller at most checkpoints, but ten times larger at three late ones: its mean over
+    checkpoints is larger, its median is not (the sentence issue 12 found wrong)."""
+    results = fake([0.7] * 5, [1.0] * 5, spikes=(27, 28, 29))
+    run = results["BatchNorm, seed 0"]
+    assert np.mean(run["loss_range"]) > np.mean(results["no norm, seed 0"]["loss_range"])
+    v = {v.key: v for v in SCENARIO.verdicts(results)}["smoother-loss"]
+    assert v.holds is True
+    assert C.checkpoints(results, C.LOSS) == (5 * 17, 5 * 20)
+
+
+def test_mixed_seeds_are_not_distinguishable_and_the_opposite_is_reversed():
+    mixed = fake([0.5, 2.0, 0.5, 2.0, 0.9], [1.0] * 5)
+    assert all(v.holds is None for v in SCENARIO.verdicts(mixed))
+    larger = fake([2.0] * 5, [1.0] * 5)
+    assert all(v.holds is False for v in SCENARIO.verdicts(larger))
+
+
+def test_the_first_sentence_says_which_finding_did_not_reproduce():
+    reduced = SCENARIO.explain(fake([0.5] * 5, [1.0] * 5), None, None)
+    assert reduced.startswith("Not reproduced here: Santurkar et al. found that BN does not")
+    assert "smoother with BN, but" not in reduced  # the smoothing did reproduce
+    rough = SCENARIO.explain(fake([0.5, 2.0, 0.5, 2.0, 0.9], [1.0] * 5), None, None)
+    first = rough.split("\n")[0]
+    assert first.startswith("Not reproduced here: Santurkar et al. found the landscape smoother")
+    assert "ICS" not in first and "does not clearly reduce" not in first
+
+
+def test_explain_quotes_every_verdict_the_window_and_the_counts():
+    results = fake([0.5] * 5, [1.0] * 5)
     text = SCENARIO.explain(results, None, None)
-    bn, none = results["BatchNorm, seed 0"], results["no norm, seed 0"]
-    for r in (bn, none):
-        later = np.asarray(r["ics_l2"])[:, 1:]
-        assert f"{later.mean():.3g}" in text
-        assert f"{np.asarray(r['ics_cos'])[:, 1:].mean():.3g}" in text
-        assert f"{np.mean(r['loss_range']):.3g}" in text
-        assert f"{np.mean(r['grad_change_range']):.3g}" in text
-        assert f"{100 * r['test_acc']:.1f}%" in text
-    wins = sum(a < b for a, b in zip(bn["loss_range"], none["loss_range"]))
-    assert f"BN smaller at {wins} of 5 measured steps" in text
-    smaller = np.mean(bn["loss_range"]) < np.mean(none["loss_range"])
-    assert ("varied less along the gradient with BN" in text) == smaller
-    ics_smaller = np.asarray(bn["ics_l2"])[:, 1:].mean() < np.asarray(none["ics_l2"])[:, 1:].mean()
-    assert f"‖G − G′‖₂ = {summary([bn])['ics_l2']:.3g} with BN" in text
-    assert ("**smaller with BN**." in text) == ics_smaller
+    for v in SCENARIO.verdicts(results):
+        assert v.text in text
+    assert f"from step {FROM_STEP}" in text
+    assert "at 100 of 100 checkpoints from step 100 on (150 of 150 over the whole run)" in text
     assert "Santurkar" in text and "2018" in text
+    take = SCENARIO.takeaway(results, None, None)
+    assert take.startswith("Unlike Santurkar et al., BN reduced the gradient shift (5/5)")
 
 
-def test_verdict_reports_either_outcome():
-    base = dict(ics_l2=0.1, ics_cos=0.9, loss_range=0.1)
-    worse = dict(ics_l2=0.2, ics_cos=0.8, loss_range=0.2)
-    text = _verdict(base, worse)  # BN: less shift, higher cosine, smoother
-    assert "BN did reduce ICS" in text and "varied less along the gradient with BN" in text
-    text = _verdict(worse, base)
-    assert "did not reduce ICS" in text and "did not vary less" in text
-    text = _verdict(dict(base, ics_cos=0.7), worse)
-    assert "disagree" in text and "smaller shift but lower cosine" in text
+def test_pending_and_partial_results():
+    assert all(v.pending for v in SCENARIO.verdicts({}))
+    assert "being measured" in SCENARIO.explain({}, None, None)
+    assert "Measuring" in SCENARIO.takeaway({}, None, None)
+    bn_only = {k: r for k, r in fake([0.5] * 5, [1.0] * 5).items() if k.startswith("Batch")}
+    text = SCENARIO.explain(bn_only, None, None)
+    assert "being measured" in text and "Still measuring (0 of 5 seeds" in text
+    check_explain_without_runs(SCENARIO)
 
 
-def test_empty_and_partial_results(results):
-    run = Trainer(TrainConfig(widths=(4,), steps=2)).run
-    assert "being measured" in SCENARIO.explain({}, run, None)
-    figures = SCENARIO.figures({})
-    assert len(figures) == 4
-    for fig in figures:
-        assert not fig.data
-        assert any("measuring" in a.text for a in fig.layout.annotations)
-    partial = {"BatchNorm, seed 0": results["BatchNorm, seed 0"]}
-    assert "being measured" in SCENARIO.explain(partial, run, None)
-    figures = SCENARIO.figures(partial)
-    assert all(fig.data for fig in figures)
-    names = {t.name for fig in figures for t in fig.data}
-    assert not any("no norm" in n for n in names)
-    full = SCENARIO.figures(results)
-    for fig in (*figures, *full):
+# ---------------------------------------------------------------- figures
+
+
+def test_figures_empty_partial_and_full():
+    empty = SCENARIO.draw({})
+    assert len(empty) == 4
+    for fig in empty:
+        assert not fig.data and any("measuring" in a.text for a in fig.layout.annotations)
+    results = fake([0.5] * 5, [1.0] * 5)
+    partial = SCENARIO.draw({"BatchNorm, seed 0": results["BatchNorm, seed 0"]})
+    assert all(len(fig.data) == 3 for fig in partial)  # one network: edge, band, line
+    full = SCENARIO.draw(results)
+    for fig in full:
+        assert sum(t.fill == "tonexty" for t in fig.data) == 2
+        assert "5/5 seeds agree" in fig.layout.title.subtitle.text.replace("<br>", " ")
+        assert any(s.x0 == FROM_STEP for s in fig.layout.shapes)
+    loss = full[2]
+    line = next(t for t in loss.data if t.name == "BatchNorm, 5 seeds")
+    per_seed = np.array([results[f"BatchNorm, seed {s}"]["loss_range"] for s in range(5)])
+    geometric = 10 ** np.log10(per_seed).mean(0)
+    assert np.allclose(line.y, geometric)
+    for fig in (*empty, *partial, *full):
         check_layout(fig)
-    assert len(full[0].data) == 6  # blocks 2 and the head (block 1 is 0) x with and without BN
-    assert math.isclose(full[2].data[0].y[0], results["BatchNorm, seed 0"]["loss_range"][0])
+        fig.to_json()
