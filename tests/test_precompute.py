@@ -19,7 +19,7 @@ from bnviz.scenarios import SCENARIOS, Scenario, job
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 SHIPPED = precompute.DEFAULT_DIR
-BUDGET = 3 * 1024 * 1024  # bytes, all files together
+BUDGET = 512 * 1024  # bytes, all files together: tens of kB per scenario
 STALE = f"stale precomputed results: run `{precompute.REGENERATE}` and commit assets/precomputed"
 # cheap shipped jobs (well under 2 s each) that still train and measure floats
 CHEAP = [
@@ -140,7 +140,7 @@ def test_shipped_files_are_canonical_and_small():
         assert data[4:8] == b"\0\0\0\0", f"{path.name}: gzip header has a timestamp"
         raw = gzip.decompress(data)
         assert raw == precompute.encode(json.loads(raw)), f"{path.name}: not the canonical JSON"
-        assert len(data) < 500 * 1024, f"{path.name}: {len(data)} bytes"
+        assert len(data) < 64 * 1024, f"{path.name}: {len(data)} bytes"
     assert total < BUDGET, f"assets/precomputed holds {total} bytes; budget {BUDGET}"
 
 

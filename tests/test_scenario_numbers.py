@@ -228,8 +228,9 @@ def _prose(scenario, write, results: dict, run, twin) -> str:
 def constant(scenario, results: dict, runs, other_runs, write=None) -> list[str]:
     """The numbers of the scenario's text (`write`: its explain, or its takeaway) that stay the
     same when every measurement changes (the results perturbed five ways, another live run),
-    outside its verdicts' sentences, and are none of its constants: the allowed ones, the runs' configs, the jobs' arguments, the
-    engine's; and for integers the steps, seeds, sizes and counts of the results and runs."""
+    outside its verdicts' sentences, and are none of its constants: the allowed ones, the runs'
+    configs, the jobs' arguments, the engine's; and for integers the steps, seeds, sizes and
+    counts of the results and runs."""
     import importlib
 
     write = write or scenario.explain

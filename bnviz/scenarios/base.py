@@ -106,6 +106,4 @@ class Scenario:
 
     def draw(self, results: Results) -> list[go.Figure]:
         """Every figure, from the finished results (placeholders for those not yet drawable)."""
-        if callable(self.figures):  # TODO(issue 12): every scenario declares Charts
-            return self.figures(results)
         return [chart.figure(results) for chart in self.figures]
