@@ -129,6 +129,8 @@ def test_mixed_seeds_are_not_distinguishable_and_the_first_sentence_says_so():
     assert first.startswith("Not reproduced here: Wu & He's order at 32 images per GPU")
     assert "BatchNorm ahead of GroupNorm (23.6% vs 24.1% error; here not distinguishable)" in text
     assert "Not distinguishable at this scale" in text
+    assert "come out either way on BatchNorm vs GroupNorm. These are fragile" in text
+    assert "fragile" not in SCENARIO.explain(ORDERED, None, None)
     take = SCENARIO.takeaway(results, None, None)
     assert "ahead: BN, GN; behind: LN, IN." in take
     assert take.endswith("BatchNorm vs GroupNorm at batch 32: not distinguishable.")

@@ -319,6 +319,16 @@ def _lead(found: dict[str, Verdict]) -> str:
     )
 
 
+def _pair_names(key: str) -> str:
+    """'layer-beats-none' -> 'LayerNorm vs no norm'."""
+    a, b = key.split("-beats-")
+    return f"{NORM_NAMES[a]} vs {NORM_NAMES[b]}"
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def _results_text(results: Results, found: dict[str, Verdict]) -> str:
     done = [n for n in NORMS if by_seed(results, NORM_NAMES[n])]
     first = next(iter(by_seed(results, NORM_NAMES[done[0]]).values()))
@@ -335,6 +345,15 @@ def _results_text(results: Results, found: dict[str, Verdict]) -> str:
         "",
     ]
     lines += [f"- {v.text}" for v in found.values()]
+    close = [_pair_names(v.key) for v in found.values() if v.holds is None and not v.pending]
+    if close:
+        lines += [
+            "",
+            "Not distinguishable is not the same as equal: a gap within about two standard "
+            f"errors of the mean difference is not resolved by {found[next(iter(found))].seeds} "
+            f"seeds at this scale, so another set of seeds may come out either way on "
+            f"{_and(close)}. These are fragile at this scale.",
+        ]
     if by_seed(results, NORM_NAMES["batch"]):
         lines += [
             "",
