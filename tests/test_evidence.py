@@ -31,7 +31,7 @@ def test_agreeing_seeds_and_a_clear_difference_hold():
     v = verdict([0.8, 0.82, 0.79, 0.81, 0.8], [0.5, 0.52, 0.49, 0.5, 0.51], scale=100, unit=" pp")
     assert v.holds is True and v.agree == 5 and v.seeds == 5 and not v.pending
     assert v.text == (
-        "A beat B in 5 of 5 seeds (mean difference +30.0 ± 0.3 pp, ± one standard error)."
+        "A beat B in 5 of 5 seeds (+30.0 ± 0.3 pp, mean ± s.e.)."
     )
     assert v.mark == "5/5 seeds agree"
 
@@ -39,7 +39,7 @@ def test_agreeing_seeds_and_a_clear_difference_hold():
 def test_the_opposite_direction_is_reported_as_such():
     v = verdict([0.1, 0.2, 0.1, 0.15, 0.1], [0.5, 0.62, 0.5, 0.55, 0.48])
     assert v.holds is False and v.against == 5
-    assert v.text.startswith("B beat A in 5 of 5 seeds (mean difference +0.400 ± 0.006,")
+    assert v.text.startswith("B beat A in 5 of 5 seeds (+0.400 ± 0.006, mean ± s.e.)")
 
 
 @pytest.mark.parametrize(

@@ -209,7 +209,7 @@ class Verdict:
         (b − a for a reversed verdict)."""
         s = self.spread
         mean = plus_minus(-s.mean if reverse else s.mean, s.se, self.unit, sign=True)
-        return f"mean difference {mean}, ± one standard error"
+        return f"{mean}, mean ± s.e."
 
     @property
     def text(self) -> str:
@@ -223,7 +223,7 @@ class Verdict:
             difference = self._difference(reverse=True)
             return f"{_cap(self.reverse)} in {self.against} of {n} seeds ({difference})."
         return (
-            f"{_cap(self.claim)}? Not distinguishable at this scale: it did in {self.agree} of "
+            f"{_cap(self.claim)}? Not distinguishable at this scale: yes in {self.agree} of "
             f"{n} seeds ({self._difference()})."
         )
 
