@@ -147,7 +147,7 @@ def cmd_replicate(args) -> int:
     fresh = precompute.run_jobs(
         ids, args.jobs, seeds=seeds, progress=lambda m: print(m, flush=True)
     )
-    differ = 0
+    differ = lost = 0  # lost: a finding the shipped text claims (holds or reversed) changed
     for sid in ids:
         again = SCENARIOS[sid].verdicts({job.label: r for job, r in fresh[sid]})
         path = precompute.scenario_file(precompute.DEFAULT_DIR, sid)
@@ -161,9 +161,13 @@ def cmd_replicate(args) -> int:
             before = shipped.get(v.key)
             same = before is not None and before.holds == v.holds
             differ += not same
+            lost += not same and (before is None or before.holds is not None)
             print(f"  {'same' if same else 'DIFFERS'}: {v.key}: shipped "
                   f"{_holds(before) if before else 'absent'}, replication {_holds(v)}")  # fmt: skip
-    print(f"\n{differ} verdicts differ; {time.perf_counter() - started:.0f} s")
+    print(
+        f"\n{differ} verdicts differ, {lost} of them findings the shipped results claim; "
+        f"{time.perf_counter() - started:.0f} s"
+    )
     return 1 if differ else 0
 
 

@@ -30,9 +30,7 @@ def verdict(a, b, **kw):
 def test_agreeing_seeds_and_a_clear_difference_hold():
     v = verdict([0.8, 0.82, 0.79, 0.81, 0.8], [0.5, 0.52, 0.49, 0.5, 0.51], scale=100, unit=" pp")
     assert v.holds is True and v.agree == 5 and v.seeds == 5 and not v.pending
-    assert v.text == (
-        "A beat B in 5 of 5 seeds (+30.0 ± 0.3 pp, mean ± s.e.)."
-    )
+    assert v.text == ("A beat B in 5 of 5 seeds (+30.0 ± 0.3 pp, mean ± s.e.).")
     assert v.mark == "5/5 seeds agree"
 
 

@@ -297,6 +297,7 @@ def test_replicate_compares_each_verdict_with_the_shipped_one(
     assert main(args) == status
     out = capsys.readouterr().out
     assert f"{word}: a>b: shipped holds (5/5 agree)" in out
+    assert f"{status} verdicts differ, {status} of them findings the shipped results claim" in out
     assert "seeds 100, 101, 102, 110, 111" in out
 
 
