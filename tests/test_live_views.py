@@ -8,6 +8,7 @@ import threading
 
 from conftest import open_app
 
+from bnviz import TrainConfig, Trainer
 from bnviz.ui.page import STEP_CHUNK
 
 
@@ -184,3 +185,12 @@ def test_secondary_charts_are_redrawn_in_turns_while_playing_and_at_once_otherwi
     draw("b", False)
     assert built[-1] == "b" and len(built) == 6  # paused: always the latest
     st.session_state.clear()
+
+
+def test_the_gradients_caption_names_the_layers_the_run_has():
+    from bnviz.ui.views.gradients import measured
+
+    for arch, layers in (("conv", "conv weights"), ("mlp", "fully connected layers' weights")):
+        trainer = Trainer(TrainConfig(arch=arch, widths=(4, 8), batch_size=8, steps=3))
+        trainer.step(3)
+        assert f"median ratio of the {layers} over steps 1 to 3" in measured(trainer.run, None)

@@ -15,7 +15,8 @@ RECENT_STEPS = 20  # the caption's medians are over this many latest steps
 
 
 def median_update_ratio(run: Run) -> float | None:
-    """Median update:data ratio of the conv weights over the latest RECENT_STEPS steps."""
+    """Median update:data ratio of the blocks' weights (convs, or an MLP's fully connected
+    layers) over the latest RECENT_STEPS steps."""
     names = [n for n in run.params if n.startswith("blocks.") and n.endswith(".conv.weight")]
     if not run.num_steps or not names:
         return None
@@ -37,8 +38,9 @@ def measured(run: Run, twin: Run | None) -> str:
     if not parts:
         return ""
     first = max(1, run.num_steps - RECENT_STEPS + 1)
+    layers = "fully connected layers' weights" if run.config.arch == "mlp" else "conv weights"
     return (
-        f" In this run, the median ratio of the conv weights over steps {first} to "
+        f" In this run, the median ratio of the {layers} over steps {first} to "
         f"{run.num_steps}: " + "; ".join(parts) + "."
     )
 
