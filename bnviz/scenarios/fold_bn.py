@@ -31,7 +31,7 @@ from ..plot import NEUTRAL, NORM_COLORS, NORM_SYMBOLS, rgba
 from ..record import Run
 from .base import Action, Chart, Results, Scenario
 from .common import finish, num
-from .evidence import SEEDS, Spread, Verdict, across, band, by_seed, compare, sweep
+from .evidence import SEEDS, Spread, Verdict, across, band, by_seed, compare, rounded, sweep
 
 LABEL = "trained BatchNorm network, folded"
 SMALL, LARGE = TRAIN_BATCHES[0], TRAIN_BATCHES[-1]
@@ -309,6 +309,13 @@ def _spread(values, unit: str = "") -> str:
     return Spread.of(values).text(unit=unit)
 
 
+def _centre(runs: dict, batch: int) -> str:
+    """The mean over seeds of mean |Δlogit| at one test batch size, to the digits its spread
+    allows."""
+    spread = Spread.of(_row(r, batch)["mean_abs"] for r in runs.values())
+    return rounded(spread.mean, spread.sd)
+
+
 def _largest(runs: dict, dtype: str, key: str) -> float:
     return max(r[dtype][key] for r in runs.values())
 
@@ -356,16 +363,14 @@ def explain(results: Results, run: Run | None, twin: Run | None) -> str:
         "the float32 difference is rounding, not an error in the fold.",
         f"- **train mode** (batch statistics), test batches of {QUOTE_BATCH}: largest relative "
         f"difference from the folded network "
-        f"{_spread(_row(r, QUOTE_BATCH)['relative'] for r in runs.values())}, mean |Δlogit| "
-        f"{_spread(_row(r, QUOTE_BATCH)['mean_abs'] for r in runs.values())}, and "
+        f"{_spread(_row(r, QUOTE_BATCH)['relative'] for r in runs.values())}, and "
         f"{_spread(_row(r, QUOTE_BATCH)['changed'] for r in runs.values())} of {images} "
         f"predictions changed. Reshuffled into other batches of {QUOTE_BATCH}, the same images' "
         f"train-mode logits moved by {_spread(moved)} "
         f"on average: an image's output depends on the images beside it.",
-        "- Mean |Δlogit| of train mode from the folded network, by test batch size: "
-        + "; ".join(
-            f"{b}: {_spread(_row(r, b)['mean_abs'] for r in runs.values())}" for b in TRAIN_BATCHES
-        )
+        "- Mean |Δlogit| of train mode from the folded network, by test batch size (the mean "
+        "over the seeds; the chart draws their spread): "
+        + "; ".join(f"{b}: {_centre(runs, b)}" for b in TRAIN_BATCHES)
         + f". Even one batch of all {LARGE} images does not give the running statistics: they "
         "average the training batches, with the weights as they were then.",
         "",
