@@ -43,6 +43,8 @@ ALLOWED: dict[str, tuple] = {
     # Ioffe & Szegedy's Fig. 1: batches of 60, 100 sigmoids; chance with ten classes; the
     # snapshot cadence and the early/late windows of the drift measure
     "sigmoid-drift": ("60", "100", "CHANCE", "WINDOW", "SNAPSHOT_EVERY"),
+    # the relative differences of logits counted as equal in float32 and float64 (design)
+    "fold-bn": ("TOL",),
 }
 
 

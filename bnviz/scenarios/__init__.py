@@ -7,6 +7,7 @@ from . import (
     bn_only,
     covariate_shift,
     epsilon,
+    fold_bn,
     high_lr,
     momentum_lag,
     norm_family,
@@ -21,6 +22,7 @@ FREE_PLAY = "free-play"
 _MODULES = (
     basics,
     train_vs_eval,
+    fold_bn,
     momentum_lag,
     epsilon,
     tiny_batches,
