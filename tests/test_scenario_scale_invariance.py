@@ -89,6 +89,8 @@ def fake_run(wd, seed, end, acc=0.7, head_cos=0.05, conv_cos=1e-7):
         "weight_decay": wd,
         "lr": 0.1,
         "seed": seed,
+        "widths": [8, 16, 32],
+        "batch_size": 64,
         "steps": 240,
         "status": "completed",
         "eval_steps": steps,
@@ -106,7 +108,8 @@ def fake_check(seed, conv=1e-5, head=0.4):
         for layer, d in (("conv", conv), ("head", head))
         for c in FACTORS
     ]  # fmt: skip
-    return {"seed": seed, "block": 0, "cos": 1e-7, "rows": rows}
+    return {"seed": seed, "widths": [8, 16, 32], "batch_size": 64, "block": 0, "cos": 1e-7,
+            "rows": rows}  # fmt: skip
 
 
 def fake(decay_ends, accs=(0.7,) * 5, plain_end=(3.0, 3.2, 3.4), heads=(0.05,) * 5):
@@ -157,8 +160,10 @@ def test_takeaway_is_short_and_follows_the_verdicts():
     text = SCENARIO.takeaway(CLEAR, None, None)
     assert len(text) <= 160 and "5 of 5 seeds" in text
     assert "Measuring" in SCENARIO.takeaway({}, None, None)
-    bad = fake([[4.0 + 0.01 * s, 2.5, 2.9] for s in range(5)])
-    assert "did not" in SCENARIO.takeaway(bad, None, None)
+    text = SCENARIO.takeaway(fake([[4.0 + 0.01 * s, 2.5, 2.9] for s in range(5)]), None, None)
+    assert "blocks 2 and 3" in text and len(text) <= 160
+    bad = fake([[4.0 + 0.01 * s, 4.0, 4.0] for s in range(5)])
+    assert "did not keep any" in SCENARIO.takeaway(bad, None, None)
 
 
 def test_figures_empty_partial_and_full():

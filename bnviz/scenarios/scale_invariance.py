@@ -16,7 +16,6 @@ import torch
 from ..config import NORM_NAMES
 from ..datasets import Dataset
 from ..experiments.scale_invariance import (
-    BATCH_SIZE,
     EVAL_EVERY,
     LR,
     WEIGHT_DECAYS,
@@ -451,23 +450,18 @@ def _explain_check(results: Results, found) -> str:
     checks = list(by_seed(results, LABEL_CHECK).values())
     if not checks:
         return "The scale check at initialisation is being measured."
-    cs = [row["c"] for row in _rows(checks[0], "conv")]
-    ratios = []
-    for i, c in enumerate(cs):
-        values = [_rows(r, "conv")[i]["grad_ratio"] for r in checks]
-        ratios.append(f"{_spread(values)} at c = {c:g}")
+    ratio = Spread.of(row["grad_ratio"] * row["c"] for r in checks for row in _rows(r, "conv"))
     conv = max(check_conv_diff(r) for r in checks)
     head = min(check_head_diff(r) for r in checks)
-    scale = Spread.of(r["rows"][0]["logit_scale"] for r in checks)
+    first = checks[0]
     text = (
-        f"**At initialisation** (widths {'-'.join(map(str, WIDTHS))}, train mode, the run's first "
-        f"batch of {BATCH_SIZE}, {len(checks)} seeds): scaling block 1's conv weights by c changed "
-        f"no logit by more than {num(conv, 2)} (the largest logit was {scale.text()} in size), "
-        f"while scaling the head's changed them by at least {num(head, 2)}. "
+        f"**At initialisation** (widths {'-'.join(map(str, first['widths']))}, train mode, the "
+        f"run's first batch of {first['batch_size']}, {len(checks)} seeds): scaling block 1's conv "
+        f"weights by c changed no logit by more than {num(conv, 2)}, while scaling the head's "
+        f"changed them by at least {num(head, 2)}. "
         + found["invariant"].text
-        + " The gradient of the scaled conv weights, ‖∇W‖ after over before, was "
-        + ", ".join(ratios)
-        + " (mean ± sd over seeds; 1/c is the prediction)."
+        + " The gradient of the scaled conv weights, ‖∇W‖ after over before, times c (1 if the "
+        f"gradient shrinks as 1/c), was {ratio.text()} over every c and seed."
     )
     return text
 
@@ -478,10 +472,10 @@ def _explain_runs(results: Results, found) -> str:
         return "The training runs are being measured."
     first = r0[0]
     setup = (
-        f"**Training** (BatchNorm before ReLU, widths {'-'.join(map(str, WIDTHS))}, batch "
-        f"{BATCH_SIZE}, SGD with momentum 0.9 at lr {lr_text(first['lr'])}, {first['steps']} "
-        f"steps; weight decay {WD:g} as L2 on every parameter, the same initial weights and "
-        f"batches; mean ± sd over seeds). "
+        f"**Training** (BatchNorm before ReLU, widths {'-'.join(map(str, first['widths']))}, "
+        f"batch {first['batch_size']}, SGD with momentum 0.9 at lr {lr_text(first['lr'])}, "
+        f"{first['steps']} steps; weight decay {WD:g} as L2 on every parameter, the same "
+        "initial weights and batches; mean ± sd over seeds). "
     )
     cosh = Spread.of(head_cos(r) for r in r0)
     parts = [
@@ -492,24 +486,20 @@ def _explain_runs(results: Results, found) -> str:
         + " "
         + found["grows"].text,
     ]
-    rows = []
-    for b in range(BLOCKS):
-        start = _spread(r["weight_norm"][0][b] for r in r0)
-        end0 = _spread(end_norm(r, b) for r in r0)
-        row = f"block {b + 1}: from {start} at initialisation to {end0} without weight decay"
-        if r1:
-            row += f", {_spread(end_norm(r, b) for r in r1)} with"
-        rows.append(row)
-    parts.append(f"‖W‖ after {first['steps']} steps, " + "; ".join(rows) + ".")
-    steps = []
-    for b in range(BLOCKS):
-        s0 = Spread.of(effective_steps(r, b)[0] for r in r0).text()
-        e0 = Spread.of(effective_steps(r, b)[-1] for r in r0).text()
-        row = f"block {b + 1}: {s0} at initialisation, {e0} at the end without weight decay"
-        if r1:
-            row += f", {Spread.of(effective_steps(r, b)[-1] for r in r1).text()} with"
-        steps.append(row)
-    parts.append("The effective step lr/‖W‖², " + "; ".join(steps) + ".")
+    block = (
+        f"Block 1's ‖W‖ went from {_spread(r['weight_norm'][0][0] for r in r0)} at "
+        f"initialisation to {_spread(end_norm(r, 0) for r in r0)} after {first['steps']} steps "
+        "without weight decay"
+    )
+    if r1:
+        block += f", {_spread(end_norm(r, 0) for r in r1)} with"
+    block += (
+        f"; its effective step lr/‖W‖² from {_spread(effective_steps(r, 0)[0] for r in r0)} to "
+        f"{_spread(effective_steps(r, 0)[-1] for r in r0)} without"
+    )
+    if r1:
+        block += f", {_spread(effective_steps(r, 0)[-1] for r in r1)} with"
+    parts.append(block + " (every block: the figures).")
     parts += [found[f"smaller-{b + 1}"].text for b in range(BLOCKS)]
     parts += [found[f"step-{b + 1}"].text for b in range(BLOCKS)]
     if r1:
@@ -561,18 +551,27 @@ def explain(results: Results, run: Run | None, twin: Run | None) -> str:
 
 
 def takeaway(results: Results, run: Run | None, twin: Run | None) -> str:
+    """The blocks where weight decay kept ‖W‖ smaller and the effective step larger."""
     found = _by_key(results or {})
-    v, s = found["smaller-1"], found["step-1"]
-    if v.pending or s.pending:
+    pairs = [(found[f"smaller-{b + 1}"], found[f"step-{b + 1}"]) for b in range(BLOCKS)]
+    if any(v.pending for pair in pairs for v in pair) or found["grows"].pending:
         return "Measuring ‖W‖ and the effective step with and without weight decay…"
-    if v.holds and s.holds:
+    grew = "grew every conv's ‖W‖" if found["grows"].holds else "did not grow every ‖W‖"
+    held = [b for b, (n, e) in enumerate(pairs) if n.holds and e.holds]
+    if not held:
         return (
-            f"With BN, plain SGD grows ‖W‖; weight decay kept block 1's smaller in {v.agree} of "
-            f"{v.seeds} seeds, so its effective step lr/‖W‖² stayed larger."
+            f"With BN, plain SGD {grew}. Weight decay did not keep any block's ‖W‖ measurably "
+            "smaller across the seeds."
         )
+    which = "every block" if len(held) == BLOCKS else "block" + ("s " if len(held) > 1 else " ")
+    if len(held) < BLOCKS:
+        which += " and ".join(str(b + 1) for b in held)
+    agree = min(v.agree for b in held for v in pairs[b])
+    seeds = pairs[held[0]][0].seeds
+    count = f"{agree} of {seeds} seeds" + (" each" if agree == seeds else " or more")
     return (
-        "With BN, plain SGD grows ‖W‖; at this scale weight decay did not keep block 1's "
-        "measurably smaller across the seeds."
+        f"With BN, plain SGD {grew}. Weight decay kept it smaller in {which} ({count}), so the "
+        "effective step lr/‖W‖² stayed larger."
     )
 
 
