@@ -263,8 +263,9 @@ def _per_block(results: Results, title, y_title, value, log, key, marks) -> go.F
             )
     found = _by_key(results)
     note = (
-        f"SGD (momentum 0.9), lr {lr_text(LR)}, every {EVAL_EVERY} steps; band: ± sd over "
-        f"seeds. {marks}: " + ", ".join(found[f"{key}-{b + 1}"].mark for b in range(BLOCKS))
+        f"SGD (momentum 0.9), lr {lr_text(LR)}, weight decay 0 or {WD:g}, every {EVAL_EVERY} "
+        f"steps; band: ± sd over seeds. {marks}? "
+        + "; ".join(f"block {b + 1}: {found[f'{key}-{b + 1}'].mark}" for b in range(BLOCKS))
     )
     fig = finish(fig, title, y_title=y_title + (" (log scale)" if log else ""), note=note)
     fig.update_layout(legend_traceorder="normal")
@@ -279,7 +280,7 @@ def norm_figure(results: Results) -> go.Figure:
         lambda r, b: [w[b] for w in r["weight_norm"]],
         False,
         "smaller",
-        "smaller with weight decay, block by block",
+        "Smaller with weight decay",
     )
 
 
@@ -291,7 +292,7 @@ def step_figure(results: Results) -> go.Figure:
         effective_steps,
         True,
         "step",
-        "larger with weight decay, block by block",
+        "Larger with weight decay",
     )
 
 
@@ -540,12 +541,39 @@ def _explain_live(run: Run | None) -> str:
     )
 
 
+def _topic(key: str) -> str:
+    """What a verdict is about, in a few words ('smaller-1': "block 1's ‖W‖")."""
+    kind, _, block = key.partition("-")
+    return {
+        "invariant": "the logit changes",
+        "orthogonal": "the cosines",
+        "grows": "the growth of ‖W‖",
+        "smaller": f"block {block}'s ‖W‖",
+        "step": f"block {block}'s effective step",
+        "accuracy": "the final accuracy",
+    }[kind]
+
+
+def _fragile(found: dict[str, Verdict]) -> str:
+    """A sentence naming the verdicts whose seeds did not all agree, else ''."""
+    split = [_topic(v.key) for v in found.values() if not v.pending and v.agree and v.against]
+    if not split:
+        return ""
+    topics = ", ".join(split[:-1]) + " and " + split[-1] if len(split) > 1 else split[0]
+    return (
+        f"Fragile at this scale: the seeds did not all agree on {topics}, so other seeds may "
+        "read differently there."
+    )
+
+
 def explain(results: Results, run: Run | None, twin: Run | None) -> str:
     results = results or {}
     found = _by_key(results)
     first = _not_reproduced(found)
     lines = ([first] if first else []) + [INTRO]
-    lines += [_explain_check(results, found), _explain_runs(results, found), LIMITS]
+    lines += [_explain_check(results, found), _explain_runs(results, found)]
+    fragile = _fragile(found)
+    lines += ([fragile] if fragile else []) + [LIMITS]
     lines.append(_explain_live(run))
     return "\n\n".join(lines)
 
@@ -603,17 +631,18 @@ def scale_live(trainer) -> dict:
 
 def render_scale(result: dict) -> str:
     rows = [
-        "| layer scaled | c | largest logit change | ‖∇W‖ after / before | 1/c |",
+        "| layer scaled | c | largest logit change | ‖∇W‖ after / before | 1/c (if invariant) |",
         "|---|---|---|---|---|",
     ]
     for row in result["rows"]:
         layer = "block 1's conv" if row["layer"] == "conv" else "head"
         rows.append(
-            f"| {layer} | {row['c']:g} | {num(row['max_diff'], 2)} | {num(row['grad_ratio'])} | "
+            f"| {layer} | {row['c']:g} | {num(row['max_diff'], 2)} | {num(row['grad_ratio'], 4)} | "
             f"{num(1 / row['c'])} |"
         )
     conv = [row for row in result["rows"] if row["layer"] == "conv"]
     largest = max(row["max_diff"] for row in conv)
+    deviation = max(abs(row["grad_ratio"] * row["c"] - 1) for row in conv)
     scale = conv[0]["logit_scale"]
     head = (
         f"At step {result['step']}, on a copy of the network, train mode, {result['images']} "
@@ -624,8 +653,9 @@ def render_scale(result: dict) -> str:
     if result["norm"] != "none" and result["placement"] == "before":
         tail = (
             f"{norm} follows block 1's conv, so scaling its weights changed no logit by more than "
-            f"{num(largest, 2)} (rounding and ε), and its gradient scaled as 1/c. The head is "
-            "not followed by a norm: scaling it changes the output."
+            f"{num(largest, 2)} (rounding and ε), and ‖∇W‖ times c stayed within "
+            f"{num(100 * deviation, 2)}% of 1: the gradient shrank as 1/c. The head is not "
+            "followed by a norm: scaling it changes the output."
         )
     elif result["norm"] == "none":
         tail = (
