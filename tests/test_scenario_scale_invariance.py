@@ -216,3 +216,9 @@ def test_the_action_scales_a_copy_of_the_live_network(config, words):
     if not config:
         assert all(r["grad_ratio"] == pytest.approx(1 / r["c"], rel=0.01) for r in conv)
     assert f"{conv[1]['grad_ratio']:.4g}" in text
+
+
+def test_the_action_works_on_an_mlp_at_batch_size_one():
+    trainer = Trainer(TrainConfig(arch="mlp", widths=(4,), batch_size=1, steps=3))
+    result = scale_live(trainer)
+    assert result["images"] == 2 and "BatchNorm follows" in render_scale(result)

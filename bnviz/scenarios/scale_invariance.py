@@ -607,10 +607,11 @@ def takeaway(results: Results, run: Run | None, twin: Run | None) -> str:
 
 
 def _probe_batch(trainer) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first training images, at the batch size in force: the run's own batch order (its
-    next batches) is left untouched."""
+    """The first training images, at the batch size in force but at least two (train mode needs
+    two values per channel in an MLP): the run's own batch order (its next batches) is left
+    untouched."""
     data: Dataset = trainer.data
-    n = min(trainer.batch_size, len(data.y_train))
+    n = min(max(trainer.batch_size, 2), len(data.y_train))
     return to_tensor(data, data.x_train[:n]), torch.from_numpy(data.y_train[:n].copy())
 
 
@@ -692,7 +693,7 @@ SCENARIO = Scenario(
         optimizer="sgd",
         lr=0.1,
         steps=300,
-        twin="none",
+        twin="off",
     ),
     jobs=jobs,
     figures=FIGURES,
