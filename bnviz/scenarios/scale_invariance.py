@@ -112,11 +112,6 @@ def check_head_diff(r: dict) -> float:
     return min(row["max_diff"] for row in _rows(r, "head"))
 
 
-def check_ratio_error(r: dict) -> float:
-    """The largest relative deviation of ‖∇W‖ after/before from 1/c, over every c, in %."""
-    return 100 * max(abs(row["grad_ratio"] * row["c"] - 1) for row in _rows(r, "conv"))
-
-
 def _runs(results: Results, wd: float) -> list[dict]:
     return list(by_seed(results, label_run(wd)).values())
 
