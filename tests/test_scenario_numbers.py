@@ -36,6 +36,8 @@ ALLOWED: dict[str, tuple] = {
     # Ioffe & Szegedy (2015), section 3.3; the sweep's threshold for "learned"; van Laarhoven
     # (2017) and Arora, Li & Lyu (2019), cited by year; the trainer's divergence rule
     "high-lr": ("3.3", "LEARNED", "2017", "2019", "EXPLODED"),
+    # van Laarhoven (2017) and Zhang et al. (2019), cited by year
+    "scale-invariance": ("2017", "2019"),
     # each pair's training steps, its evaluation cadence, the step of the halfway comparison;
     # chance with ten classes
     "placement": ("STEPS", "EVAL_EVERY", "HALFWAY", "CHANCE"),
