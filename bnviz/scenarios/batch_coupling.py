@@ -388,7 +388,7 @@ def _coupling_lines(results: Results) -> list[str]:
         f"{r['mates']} training images as batch mates, drawn {r['mate_sets']} times; the running "
         f"estimates are not updated while measuring. In train mode the image's loss moved by "
         f"{train_sd.text()} (sd over the sets of mates; mean ± sd over {train_sd.n} seeds), "
-        f"its logits by up to {logits.text()} and its parameter gradient by "
+        f"its largest logit change was {logits.text()} and its parameter gradient moved by "
         f"{grad.text(100, '%')} of its norm; its predicted class changed with the mates in "
         f"{flips} of {len(runs)} seeds. In eval mode the largest change of any of them was "
         f"{eval_text}.",
@@ -424,7 +424,8 @@ def _check_lines(results: Results) -> list[str]:
         "first term alone is what the gradient would be if μ_B and σ²_B were constants; the "
         "other two are the gradient through them, where each example's gradient picks up every "
         f"batch mate's. Its size, over the whole input gradient: {shares} (mean ± sd over "
-        f"seeds); over the parameter gradient of the whole network: {param.text(100, '%')}. "
+        f"seeds). Treating the statistics as constants changes the parameter gradient of the whole "
+        f"network by {param.text(100, '%')} of its norm: not a small correction. "
         f"Through the statistics, each channel's input gradient sums to 0 over the batch (at "
         f"most {sums:.1e} of its absolute sum here: shifting a whole channel changes nothing "
         f"after normalization); with them as constants it does not ({const.text(100, '%')}).",
@@ -491,9 +492,11 @@ def takeaway(results: Results, run: Run | None, twin: Run | None) -> str:
         return "Measuring how one image's loss depends on its batch mates…"
     if v.holds:
         sd = Spread.of(loss_sd(results, "train").values()).text()
+        still = all(value == 0 for value in loss_sd(results, "eval").values())
         return (
             f"In train mode one image's loss moved by **{sd}** with its batch mates "
-            f"({v.agree} of {v.seeds} seeds). In eval mode it did not move."
+            f"({v.agree} of {v.seeds} seeds). In eval mode it "
+            + ("did not move." if still else "moved less.")
         )
     return "One image's loss did not measurably depend on its batch mates here."
 
