@@ -160,8 +160,8 @@ def _ghost(acc: float, gap: float) -> dict:
         "status": "completed",
         "eval_steps": [130, 140, 150],
         "acc_eval": [acc - 0.01, acc, acc + 0.01],
-        "acc_train": [acc - 0.01 + gap, acc + gap, acc + 0.01 + gap],
-        "loss_eval": [1.0] * 3,
+        "acc_train": [acc - 0.02, acc, acc + 0.02],
+        "loss_eval": [1.0 + gap] * 3,
         "loss_train": [1.0] * 3,
         "train_loss": [2.3, 1.0],
     }
