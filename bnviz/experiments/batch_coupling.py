@@ -288,23 +288,30 @@ class GhostBatchNorm2d(nn.Module):
 
     def forward(self, x):
         n, c, h, w = x.shape
-        shape = (1, c, 1, 1)
         if self.training:
             g = max(d for d in range(1, min(self.ghost, n) + 1) if n % d == 0)
-            groups = x.reshape(n // g, g, c, h, w)
-            mean = groups.mean((1, 3, 4), keepdim=True)
-            var = ((groups - mean) ** 2).mean((1, 3, 4), keepdim=True)
-            y = ((groups - mean) / torch.sqrt(var + self.eps)).reshape(n, c, h, w)
-            m = g * h * w
-            with torch.no_grad():
-                self.running_mean.lerp_(mean.mean(0).reshape(c), self.momentum)
-                unbiased = var.mean(0).reshape(c) * m / max(m - 1, 1)
-                self.running_var.lerp_(unbiased, self.momentum)
-        else:
-            y = (x - self.running_mean.reshape(shape)) / torch.sqrt(
-                self.running_var.reshape(shape) + self.eps
+            k = n // g
+            # each (ghost batch, channel) pair as one channel of a batch of g images: torch's
+            # own batch_norm then normalizes every ghost batch with its own statistics
+            pairs = x.reshape(k, g, c, h, w).transpose(0, 1).reshape(g, k * c, h, w)
+            mean, var = torch.zeros(k * c), torch.ones(k * c)  # filled with these batch stats
+            y = F.batch_norm(
+                pairs,
+                mean,
+                var,
+                self.weight.repeat(k),
+                self.bias.repeat(k),
+                training=True,
+                momentum=1.0,
+                eps=self.eps,
             )
-        return y * self.weight.reshape(shape) + self.bias.reshape(shape)
+            with torch.no_grad():  # the ghost batches' mean and unbiased variance, averaged
+                self.running_mean.lerp_(mean.reshape(k, c).mean(0), self.momentum)
+                self.running_var.lerp_(var.reshape(k, c).mean(0), self.momentum)
+            return y.reshape(g, k, c, h, w).transpose(0, 1).reshape(n, c, h, w)
+        return F.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+        )
 
 
 def ghost_model(model: nn.Module, ghost: int) -> nn.Module:
