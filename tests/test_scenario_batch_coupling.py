@@ -273,8 +273,9 @@ def test_figures_empty_partial_and_full():
 # ---------------------------------------------------------------- the live action
 
 
-def test_swapping_batch_mates_on_a_live_network_changes_train_mode_only():
-    trainer = Trainer(TrainConfig(widths=(4, 8), batch_size=8, steps=5))
+@pytest.mark.parametrize("bn_impl", ["torch", "scratch"])
+def test_swapping_batch_mates_on_a_live_network_changes_train_mode_only(bn_impl):
+    trainer = Trainer(TrainConfig(widths=(4, 8), batch_size=8, steps=5, bn_impl=bn_impl))
     trainer.step(3)
     before = [t.clone() for t in trainer.model.state_dict().values()]
     result = swap_batch_mates(trainer)
@@ -293,3 +294,9 @@ def test_the_action_says_so_for_a_norm_without_batch_statistics():
     trainer = Trainer(TrainConfig(widths=(4, 8), batch_size=4, steps=5, norm="group"))
     text = render_swap(swap_batch_mates(trainer))
     assert "GroupNorm" in text and "change nothing" in text
+
+
+def test_the_action_on_an_mlp_with_one_image_a_batch_says_why_train_mode_fails():
+    config = TrainConfig(arch="mlp", widths=(8,), batch_size=1, steps=5)
+    text = render_swap(swap_batch_mates(Trainer(config)))
+    assert "more than one value per channel" in text and "n/a" in text

@@ -15,6 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
+from ..batchnorm import BatchNorm2d as ScratchBatchNorm2d
 from ..config import NORM_NAMES
 from ..experiments import batch_coupling as x
 from ..experiments.batch_coupling import GHOST_SIZES, fixed_image_outputs
@@ -533,6 +534,9 @@ def swap_batch_mates(trainer, sets: int = LIVE_SETS) -> dict:
     and the probability of its true class, in train mode (batch statistics, the running
     estimates left untouched) and in eval mode. The network is not changed."""
     model = x._frozen_stats(trainer.model)  # a copy: nothing of the live network moves
+    for m in model.modules():  # the from-scratch BatchNorm too: its running estimates stay put
+        if isinstance(m, ScratchBatchNorm2d):
+            m.momentum = 0.0
     data = trainer.data
     image, label = trainer.eval_x[0], trainer.eval_y[0]
     size = trainer.batch_size
