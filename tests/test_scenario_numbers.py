@@ -32,6 +32,9 @@ ALLOWED: dict[str, tuple] = {
     # Wu & He's table (2018), at 32 images per GPU; BatchNorm's 34.7% error at 2 images
     # per GPU is typed in the text
     "norm-family": ("PUBLISHED_ERROR", "32", "34.7"),
+    # Hoffer et al. (2017) cited by year; Ioffe & Szegedy's section 3; the thresholds of two
+    # verdicts (agreement with autograd, a gradient share that counts); the action's draws
+    "batch-coupling": ("2017", "3", "TOLERANCE", "NEGLIGIBLE", "LIVE_SETS"),
     "momentum-lag": ("0.99",),  # Keras's default momentum, converted in the text
     # Ioffe & Szegedy (2015), section 3.3; the sweep's threshold for "learned"; van Laarhoven
     # (2017) and Arora, Li & Lyu (2019), cited by year; the trainer's divergence rule

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import (
     basics,
+    batch_coupling,
     bn_only,
     covariate_shift,
     epsilon,
@@ -23,6 +24,7 @@ FREE_PLAY = "free-play"
 _MODULES = (
     basics,
     train_vs_eval,
+    batch_coupling,
     fold_bn,
     momentum_lag,
     epsilon,
