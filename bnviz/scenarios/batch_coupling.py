@@ -160,14 +160,14 @@ def ghost_verdicts(results: Results) -> dict[int, dict[str, Verdict]]:
                 scale=100,
                 unit=" pp",
             ),
-            "gap": compare(
+            "gap": compare(  # the claim the figure marks: a smaller gap (whole − ghost > 0)
                 f"ghost {g}: train/eval gap",
-                f"ghost batches of {g} left a larger train/eval gap (eval-mode − train-mode "
-                f"test loss) than the whole batch of {WHOLE}",
                 f"ghost batches of {g} left a smaller train/eval gap (eval-mode − train-mode "
                 f"test loss) than the whole batch of {WHOLE}",
-                ghost_gap(results, g),
+                f"ghost batches of {g} left a larger train/eval gap (eval-mode − train-mode "
+                f"test loss) than the whole batch of {WHOLE}",
                 whole_gap,
+                ghost_gap(results, g),
             ),
         }
     return out
