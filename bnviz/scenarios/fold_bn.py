@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import statistics
+import textwrap
 import time
 
 import plotly.graph_objects as go
@@ -225,12 +226,21 @@ def diff_figure(results: Results) -> go.Figure:
                 hovertemplate=f"range over seeds; {found[key].mark}<extra>{name}</extra>",
             )
     for dtype, dash in (("float32", "dash"), ("float64", "dot")):
-        fig.add_hline(
-            y=TOL[dtype],
-            line=dict(color=NEUTRAL, dash=dash, width=1),
-            annotation_text=f"{dtype} tolerance {sci(TOL[dtype])}",
-            annotation_position="top right",
+        fig.add_hline(y=TOL[dtype], line=dict(color=NEUTRAL, dash=dash, width=1))
+        fig.add_annotation(  # on a log axis an annotation's y is the exponent
+            text=f"{dtype} tolerance {sci(TOL[dtype])}",
+            x=1,
+            xref="paper",
+            xanchor="right",
+            y=math.log10(TOL[dtype]),
+            yref="y",
+            yanchor="bottom",
+            showarrow=False,
+            font=dict(size=11),
         )
+    names = [name for name, _, _ in COLUMNS]
+    ticks = ["<br>".join(textwrap.wrap(n.replace(",", ""), 14)) for n in names]
+    fig.update_xaxes(tickvals=names, ticktext=ticks)
     fig.update_yaxes(type="log", exponentformat="power")
     note = (
         f"one dot a seed; bar: range. Eval mode within rounding: "
