@@ -517,7 +517,8 @@ def render_live(result: dict) -> str:
             f"- float64: largest |Δlogit| {num(f64['max_abs'])} (relative "
             f"{num(f64['relative'])}).",
             train_text,
-            f"Speed, measured now on this machine ({result['threads']} CPU threads; median of "
+            f"Speed, measured now on this machine ({result['threads']} CPU "
+            f"thread{'s' if result['threads'] != 1 else ''}; median of "
             f"{result['repeats']} repeats of {result['passes']} forward passes over a batch of "
             f"{result['timed_images']} test images): eval mode {ms_eval} ms, "
             f"folded {ms_fold} ms, folded/unfolded ×{num(ratio)}. "
