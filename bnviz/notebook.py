@@ -369,17 +369,20 @@ def scenario_notebook(scenario_id: str):
         code(install_cell_source()),
     ]
     if jobs and not results:
-        source = (
-            "none of the results shipped with bnviz match this version of its engine (`python "
-            "-m bnviz precompute` makes them again), so it quotes no measurement: run the "
-            "experiments below"
+        note = (
+            "The app's explanation without results: none of the results shipped with bnviz "
+            "match this version of its engine (`python -m bnviz precompute` makes them "
+            "again), so it quotes no measurement. Run the experiments below."
         )
     elif jobs:
-        source = f"from the results shipped with bnviz ({len(results)} of {len(jobs)} experiments)"
+        note = (
+            f"The app's explanation, from the results shipped with bnviz ({len(results)} of "
+            f"{len(jobs)} experiments)."
+        )
     else:
-        source = "about the live run"
+        note = "The app's explanation."
     if explanation:
-        cells.append(md(f"## What it shows\n\n*The app's explanation, {source}.*\n\n{explanation}"))
+        cells.append(md(f"## What it shows\n\n*{note}*\n\n{explanation}"))
     cells.append(
         code(
             "from bnviz.scenarios import SCENARIOS\n\n"
