@@ -143,17 +143,21 @@ def test_each_experiment_cell_calls_the_jobs_function_with_its_arguments():
     assert calls[job.label].__code__.co_names[0] == job.fn.__name__
 
 
-def test_a_scenario_notebook_runs_one_experiment(tmp_path, monkeypatch):
-    """The cheapest shipped scenario, executed with one experiment chosen."""
-    nb = nb_module.scenario_notebook("tiny-batches")
-    for cell in nb.cells:
-        if "CHOSEN = list(EXPERIMENTS)[:3]" in cell.source:
-            cell.source = cell.source.replace("[:3]", "[:1]")
+def test_a_scenario_notebook_runs_end_to_end(tmp_path, monkeypatch):
+    """A scenario notebook executed, with two of its cheapest experiments chosen (under a
+    second each): shipped figures and verdicts, the experiments, the student's figures."""
+    nb = nb_module.scenario_notebook("high-lr")
+    cheap = '[label for label in EXPERIMENTS if "loss ratio at init, seed 0" in label]'
+    (cell,) = [c for c in nb.cells if "CHOSEN = list(EXPERIMENTS)[:3]" in c.source]
+    cell.source = cell.source.replace("list(EXPERIMENTS)[:3]", cheap)
     execute(nb, tmp_path, monkeypatch)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert errors == []
     printed = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
-    assert "all 30 would take about" in printed
+    assert "one-step loss ratio at init, seed 0: done" in printed
+    assert "all 70 would take about" in printed
+    figures = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "display_data"]
+    assert len(figures) == 2 * len(SCENARIOS["high-lr"].figures)  # shipped, then with yours
 
 
 # --- the command line -----------------------------------------------------------------------
