@@ -185,7 +185,9 @@ def cmd_notebook(args) -> int:
                 run = Run.load(args.run)
             except FileNotFoundError:
                 raise ValueError(f"no such run file: {args.run}") from None
-            except (OSError, ValueError) as e:
+            except OSError as e:
+                raise ValueError(f"cannot read {args.run}: {e.strerror or e}") from None
+            except ValueError as e:
                 raise ValueError(f"{args.run} is not a bnviz run file: {e}") from None
             nb = notebook.run_notebook(run)
         else:
@@ -195,7 +197,10 @@ def cmd_notebook(args) -> int:
                 known = ", ".join(SCENARIOS)
                 raise ValueError(f"unknown scenario {args.scenario!r}; known: {known}")
             nb = notebook.scenario_notebook(args.scenario)
-        print(f"saved: {notebook.write(nb, args.out)}")
+        try:
+            print(f"saved: {notebook.write(nb, args.out)}")
+        except OSError as e:
+            raise ValueError(f"cannot write {args.out}: {e.strerror or e}") from None
     except (ValueError, notebook.NotebookUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

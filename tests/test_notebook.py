@@ -188,6 +188,11 @@ def test_the_command_line_refuses_a_bad_run_file_or_scenario(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unknown scenario 'no-such-thing'" in err and "high-lr" in err
     assert not Path(out).exists()
+    assert main(["notebook", "--run", str(tmp_path), "--out", out]) == 2  # a folder
+    assert "cannot read" in capsys.readouterr().err
+    path = str(tiny_run(twin=False).save(tmp_path / "run.json"))
+    assert main(["notebook", "--run", path, "--out", str(tmp_path)]) == 2
+    assert "cannot write" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:  # one of --run and --scenario
         main(["notebook", "--out", out])
     assert e.value.code == 2
