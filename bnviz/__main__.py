@@ -1,6 +1,7 @@
 """Command line: python -m bnviz train --set batch_size=16 --set norm=none --out run.json,
 python -m bnviz precompute (the scenarios' default results shipped in assets/precomputed/), and
-python -m bnviz replicate (the scenarios' verdicts again with other seeds)."""
+python -m bnviz replicate (the scenarios' verdicts again with other seeds), and
+python -m bnviz notebook (a saved run or a scenario as a runnable Jupyter notebook)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ EXAMPLES = """examples:
   python -m bnviz precompute --jobs 2
   python -m bnviz precompute --scenario momentum-lag --scenario epsilon --all
   python -m bnviz replicate --scenario high-lr --seeds 100-104 --jobs 2
+  python -m bnviz notebook --run run.json --out run.ipynb
+  python -m bnviz notebook --scenario high-lr --out high-lr.ipynb
 """
 
 
@@ -171,6 +174,39 @@ def cmd_replicate(args) -> int:
     return 1 if differ else 0
 
 
+def cmd_notebook(args) -> int:
+    """Write a saved run or a scenario as a Jupyter notebook (bnviz/notebook.py)."""
+    from . import notebook
+    from .record import Run
+
+    try:
+        if args.run:
+            try:
+                run = Run.load(args.run)
+            except FileNotFoundError:
+                raise ValueError(f"no such run file: {args.run}") from None
+            except OSError as e:
+                raise ValueError(f"cannot read {args.run}: {e.strerror or e}") from None
+            except ValueError as e:
+                raise ValueError(f"{args.run} is not a bnviz run file: {e}") from None
+            nb = notebook.run_notebook(run)
+        else:
+            from .scenarios import SCENARIOS
+
+            if args.scenario not in SCENARIOS:
+                known = ", ".join(SCENARIOS)
+                raise ValueError(f"unknown scenario {args.scenario!r}; known: {known}")
+            nb = notebook.scenario_notebook(args.scenario)
+        try:
+            print(f"saved: {notebook.write(nb, args.out)}")
+        except OSError as e:
+            raise ValueError(f"cannot write {args.out}: {e.strerror or e}") from None
+    except (ValueError, notebook.NotebookUnavailable) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bnviz",
@@ -236,6 +272,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (default: 1)")
     p.set_defaults(func=cmd_replicate)
+    p = commands.add_parser(
+        "notebook",
+        help="write a saved run or a scenario as a runnable Jupyter notebook (homework)",
+        description="Write a Jupyter notebook (also for Colab) that holds a saved run, redraws "
+        "its figures and trains it again through the Python API; or one that holds a "
+        "scenario's explanation, experiments and figures. Needs nbformat "
+        "(requirements-dev.txt).",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", metavar="PATH", help="a run record saved by the app or train")
+    source.add_argument("--scenario", metavar="ID", help="a scenario id, e.g. high-lr")
+    p.add_argument("--out", required=True, metavar="PATH", help="the notebook to write (.ipynb)")
+    p.set_defaults(func=cmd_notebook)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -10,13 +10,13 @@ would without the file.
 What a scenario's fingerprint covers (the rule): the public versions of torch and numpy; the
 engine, i.e. the source bytes of every module directly under bnviz/ except those that no job
 can depend on for its numbers (NOT_RESULTS: the command line, figures, the plotting kit, text
-alternatives, the results cache, memory figures); and the scenario's own experiment code: the
-modules that define its jobs' functions (bnviz/experiments/<name>.py) and the bnviz.experiments
-modules they import, transitively. Not covered: bnviz/scenarios/ (a scenario's labels, text,
-verdicts and figures: they read results, they do not make them) and bnviz/ui/. So editing one
-scenario's text changes no file; editing its experiments makes only its own file stale; editing
-the engine makes all of them stale. A job whose arguments change is caught by its key digest
-(below), whatever module lists it.
+alternatives, the results cache, memory figures, the homework notebooks' writer); and the
+scenario's own experiment code: the modules that define its jobs' functions
+(bnviz/experiments/<name>.py) and the bnviz.experiments modules they import, transitively. Not
+covered: bnviz/scenarios/ (a scenario's labels, text, verdicts and figures: they read results,
+they do not make them) and bnviz/ui/. So editing one scenario's text changes no file; editing
+its experiments makes only its own file stale; editing the engine makes all of them stale. A
+job whose arguments change is caught by its key digest (below), whatever module lists it.
 
 A new engine module is covered unless it is added to NOT_RESULTS: forgetting it costs a
 regeneration, never a wrong number. The torch version is taken without its local label
@@ -69,7 +69,15 @@ PACKAGE = Path(__file__).resolve().parent
 EXPERIMENTS = f"{PACKAGE.name}.experiments"
 DEFAULT_DIR = PACKAGE.parent / "assets" / "precomputed"
 # modules of bnviz/ that cannot change a result (see the docstring)
-NOT_RESULTS = ("__main__.py", "alttext.py", "cache.py", "figures.py", "memory.py", "plot.py")
+NOT_RESULTS = (
+    "__main__.py",
+    "alttext.py",
+    "cache.py",
+    "figures.py",
+    "memory.py",
+    "notebook.py",
+    "plot.py",
+)
 MANIFEST = "manifest.json"
 REGENERATE = "python -m bnviz precompute"
 

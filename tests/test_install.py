@@ -50,6 +50,7 @@ def test_app_requirements_are_exact_pins_that_cloud_and_docker_share():
 def test_dev_requirements_are_the_app_plus_pinned_tools():
     assert "-r requirements.txt" in lines(ROOT / "requirements-dev.txt")
     tools = {"pytest", "hypothesis", "ruff", "playwright", "websockets"}
+    tools |= {"nbformat", "nbclient", "ipykernel"}  # the notebook extras
     assert set(pins(ROOT / "requirements-dev.txt")) == tools
 
 

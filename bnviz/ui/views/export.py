@@ -1,13 +1,17 @@
-"""Save & replay: download the run as JSON and any figure as standalone HTML; upload a saved
-run to replay it in every view."""
+"""Save & replay: download the run as JSON, any figure as standalone HTML, and the run or the
+open scenario as a Jupyter notebook (homework); upload a saved run to replay it in every view."""
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+
 import streamlit as st
 
-from ... import figures
+from ... import figures, notebook
 from ...record import Run
 from ...runfile import MAX_FILE_MB
+from ...scenarios import FREE_PLAY, SCENARIOS
 from .. import session as sessions
 from ..controls import plain
 from ..session import Frame, Session
@@ -42,6 +46,53 @@ def figure_builders(frame: Frame) -> dict:
 def saved_json(frame: Frame) -> str:
     """The file "Run record (JSON)" downloads: the run and its twin's record."""
     return frame.run.to_json(frame.twin)
+
+
+def run_notebook(frame: Frame) -> str:
+    """The file "Download this run as a notebook" downloads (bnviz/notebook.py)."""
+    return notebook.dumps(notebook.run_notebook(frame.run, frame.twin))
+
+
+@functools.lru_cache(maxsize=16)
+def scenario_notebook(scenario_id: str) -> str:
+    """The file "Download this scenario as a notebook" downloads; the same for every session
+    while the shipped results are."""
+    return notebook.dumps(notebook.scenario_notebook(scenario_id))
+
+
+def _notebooks(frame: Frame, name: str) -> None:
+    """The two notebook downloads, built only when clicked; a caption where nbformat is not
+    installed."""
+    if importlib.util.find_spec("nbformat") is None:
+        st.caption(
+            "Notebook downloads need nbformat, which is not installed here "
+            "(`pip install -r requirements-dev.txt`)."
+        )
+        return
+    st.download_button(
+        "Download this run as a notebook",
+        lambda: run_notebook(frame),
+        file_name=f"{name}.ipynb",
+        mime="application/x-ipynb+json",
+        key="download_run_notebook",
+        on_click="ignore",
+        icon=":material/download:",
+    )
+    scenario_id = st.session_state.get("scenario", FREE_PLAY)
+    if scenario_id in SCENARIOS:
+        st.download_button(
+            "Download this scenario as a notebook",
+            lambda: scenario_notebook(scenario_id),
+            file_name=f"bnviz-{scenario_id}.ipynb",
+            mime="application/x-ipynb+json",
+            key="download_scenario_notebook",
+            on_click="ignore",
+            icon=":material/download:",
+        )
+    st.caption(
+        "Homework for Jupyter or Colab: the run's figures redrawn, and its training rebuilt in "
+        "Python to change and run again; the scenario's explanation, experiments and figures."
+    )
 
 
 def _load_upload(upload) -> None:
@@ -120,6 +171,7 @@ def render(frame: Frame) -> None:
             icon=":material/download:",
         )
         st.caption("Opens in any browser, offline, with zoom and hover.")
+        _notebooks(frame, name)
     with right:
         st.subheader("Replay a saved run")
         upload = st.file_uploader(
