@@ -30,8 +30,8 @@ REQUIREMENTS = Path(__file__).resolve().parent.parent / "requirements.txt"
 # versions of its dependencies that it would replace for nothing).
 NOT_NEEDED = ("streamlit",)
 MISSING = (
-    "writing notebooks needs nbformat: pip install -r requirements-dev.txt "
-    "(or only the notebook extras: the nbformat line of that file)"
+    "writing notebooks needs nbformat, one of the app's requirements: "
+    "pip install -r requirements.txt"
 )
 LINE = 1000  # characters per line of embedded data
 

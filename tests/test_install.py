@@ -34,7 +34,7 @@ def public(pin: str) -> str:
 def test_app_requirements_are_exact_pins_that_cloud_and_docker_share():
     app = pins(ROOT / "requirements.txt")
     cloud = pins(ROOT / "cloud" / "requirements.txt")
-    assert set(app) == {"torch", "numpy", "plotly", "streamlit"}
+    assert set(app) == {"torch", "numpy", "plotly", "streamlit", "nbformat"}
     assert {name: public(pin) for name, pin in cloud.items()} == app
     # Both read PyTorch's CPU index; Community Cloud names the +cpu build outright.
     assert CPU_INDEX in lines(ROOT / "requirements.txt")
@@ -50,7 +50,7 @@ def test_app_requirements_are_exact_pins_that_cloud_and_docker_share():
 def test_dev_requirements_are_the_app_plus_pinned_tools():
     assert "-r requirements.txt" in lines(ROOT / "requirements-dev.txt")
     tools = {"pytest", "hypothesis", "ruff", "playwright", "websockets"}
-    tools |= {"nbformat", "nbclient", "ipykernel"}  # the notebook extras
+    tools |= {"nbclient", "ipykernel"}  # the notebook extras: running notebooks in tests
     assert set(pins(ROOT / "requirements-dev.txt")) == tools
 
 

@@ -15,8 +15,8 @@ from bnviz import notebook as nb_module
 from bnviz.__main__ import main
 from bnviz.scenarios import SCENARIOS
 
-# In requirements-dev.txt (the notebook extras): they skip only outside CI, where the skip guard
-# (tests/skip_guard.py) turns a skip into a failure.
+# nbformat (requirements.txt) and the notebook extras (requirements-dev.txt): they skip only
+# outside CI, where the skip guard (tests/skip_guard.py) turns a skip into a failure.
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
@@ -200,11 +200,11 @@ def test_the_command_line_refuses_a_bad_run_file_or_scenario(tmp_path, capsys):
 
 def test_without_nbformat_a_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "nbformat", None)  # as if not installed
-    with pytest.raises(nb_module.NotebookUnavailable, match="requirements-dev.txt"):
+    with pytest.raises(nb_module.NotebookUnavailable, match="requirements.txt"):
         nb_module.scenario_notebook("high-lr")
     path = tiny_run(twin=False).save(tmp_path / "run.json")
     assert main(["notebook", "--run", str(path), "--out", str(tmp_path / "x.ipynb")]) == 2
-    assert "pip install -r requirements-dev.txt" in capsys.readouterr().err
+    assert "pip install -r requirements.txt" in capsys.readouterr().err
 
 
 def test_the_app_and_command_line_import_no_nbformat():

@@ -66,7 +66,7 @@ def _notebooks(frame: Frame, name: str) -> None:
     if importlib.util.find_spec("nbformat") is None:
         st.caption(
             "Notebook downloads need nbformat, which is not installed here "
-            "(`pip install -r requirements-dev.txt`)."
+            "(`pip install -r requirements.txt`)."
         )
         return
     st.download_button(
