@@ -27,8 +27,9 @@ from .record import Run
 
 REQUIREMENTS = Path(__file__).resolve().parent.parent / "requirements.txt"
 # Requirements the notebooks do not import: the app's web framework (large, and Colab ships
-# versions of its dependencies that it would replace for nothing).
-NOT_NEEDED = ("streamlit",)
+# versions of its dependencies that it would replace for nothing), and the library that writes
+# notebooks.
+NOT_NEEDED = ("streamlit", "nbformat")
 MISSING = (
     "writing notebooks needs nbformat, one of the app's requirements: "
     "pip install -r requirements.txt"
