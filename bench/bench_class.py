@@ -1,31 +1,31 @@
-"""A class opening the app at once: N sessions open the default page of one real
-`streamlit run app.py` server at the same moment, then all press Play.
+"""A class on one host: 60 sessions of one real `streamlit run app.py` server, in four parts.
 
-    python -m bench.bench_class [--sessions 30] [--no-play] [--json PATH] [--trace]
+    python -m bench.bench_class [--sessions 60] [--browsers 2] [--link scenario=bn-basics]
+                                [--parts play,batch,follow,distinct] [--json PATH] [--trace]
 
 Each session is a websocket client speaking Streamlit's own protocol (bench/wsclient.py), all in
-this process on one event loop: 30 Chromium pages would take the cores from the server. The
-server starts cold (nothing trained, nothing cached); only its start-up is awaited (the health
-endpoint) before the sessions connect.
+this process on one event loop, except the last --browsers, which are Chromium pages (their
+step counter's changes are counted as the page drew them). The server starts cold (nothing
+trained, nothing cached); only its start-up is awaited (the health endpoint).
 
-Phase 1, opening: time from connect to the first plotly chart and to the end of the first
-script run; exceptions, st.error alerts and compile errors as errors; the server's peak RSS
-(the process and any children, sampled every 100 ms, plus the kernel's VmHWM). The app logs
-`bnviz compute: <what> <key>` for each shared computation; those lines are counted.
-
-Phase 2, play (unless --no-play): every session presses Play at the same moment; once each has
-answered with a new status line (or --answer-timeout), the status lines are watched for
---play-seconds: sessions showing "waiting for a free trainer", sessions whose step counter rose in
-each 1-second window (target: at most the server's core count), and the steps/s of the running
-ones.
+1. play: every session opens the same scenario link at once (time to first chart), then all
+   press Play. For --play-seconds: the steps each session's status line added per second, the
+   changes of the step counter per second in each browser, and how many trainers ran how many
+   distinct histories (the server logs `bnviz train: <branch> <history>` for each stint).
+2. batch: the same sessions press Reset, each sets one of four batch sizes in the sidebar (at
+   the same step: four histories) and presses Play; watched for --batch-seconds.
+3. follow: a lecturer shares a live run ("Share my live run") and presses Play; 60 followers
+   open its ?follow= link at once. Time to first chart, steps seen, refreshes, memory per
+   follower, trainers.
+4. distinct: --distinct sessions, each with its own seed, press Play: truly distinct runs, which
+   queue for the training threads and take turns. Wait until each first advanced, the steps
+   each gained in --distinct-seconds and their fairness (Jain's index).
 
 Throughout, a thread times the server's /_stcore/health every half second (it is answered by
 the event loop that also sends every session's messages), and the CPU time of the server, of
-this process and of everything else on the host is accounted: other work on a 2-core host
-changes every number here.
-
-Prints a markdown table (measure | result | target); --json writes the numbers, --trace adds
-every status line each session saw.
+this process and of everything else on the host (Chromium included) is accounted: other work
+on a 2-core host changes every number here. Prints a markdown table (part | measure | result |
+target); --json writes the numbers, --trace adds the status lines of five sessions.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from pathlib import Path
 from streamlit.proto.Alert_pb2 import Alert
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-from bench.harness import Server, host_busy_seconds
+from bench.harness import CHROMIUM, CHROMIUM_ARGS, IDLE, Server, host_busy_seconds
 from bench.wsclient import StreamlitClient
 
 RSS_TARGET_MIB = 1.5 * 1024
@@ -57,6 +57,30 @@ STEP = re.compile(r"step (\d+) of (\d+)")
 RATE = re.compile(r"([\d.]+) steps/s")
 QUEUED = re.compile(r"(\d+)(?:st|nd|rd|th) in line")
 STATE = re.compile(r"\*\*(\w+)\*\*")  # the status line: ":icon: **playing** · step 20 of 300"
+CHART = "[data-testid='stPlotlyChart']"
+# Every change of a browser's status line, [ms, state, step], as the page drew it. It reads
+# the markdown blocks' textContent when the DOM changes, which needs no layout (innerText,
+# polled, would lay out the whole page each time and take a browser's CPU from its drawing).
+STATUS_LOG = r"""() => {
+    if (window.__status) return;
+    const log = window.__status = [];
+    const states = 'playing|waiting|paused|finished|diverged|failed|stopped|replay';
+    const re = new RegExp(`(${states})\\b[^\\n]*?step (\\d+) of`);
+    const check = () => {
+        for (const el of document.querySelectorAll('[data-testid="stMarkdownContainer"]')) {
+            const m = re.exec(el.textContent);
+            if (!m) continue;
+            const last = log[log.length - 1];
+            if (!last || last[1] !== m[1] || last[2] !== +m[2]) {
+                log.push([performance.now(), m[1], +m[2]]);
+            }
+            return;
+        }
+    };
+    const all = {subtree: true, childList: true, characterData: true};
+    new MutationObserver(check).observe(document.body, all);
+    check();
+}"""
 FINISHED = ForwardMsg.ScriptFinishedStatus.FINISHED_SUCCESSFULLY
 COMPILE_ERROR = ForwardMsg.ScriptFinishedStatus.FINISHED_WITH_COMPILE_ERROR
 
@@ -157,6 +181,8 @@ class Session:
     observations: list[Observation] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # a chart and a finished run
     play_note: str | None = None  # why Play could not be pressed
+    finished_runs: int = 0  # script runs (whole page or fragment) that finished
+    follow_code: str | None = None  # a "share my live run" link's code, once shown
 
     def on_message(self, t: float, msg: ForwardMsg) -> None:
         kind = msg.WhichOneof("type")
@@ -172,6 +198,7 @@ class Session:
             # runs finish with their own status)
             if self.t_first_finished is None and msg.script_finished in (FINISHED, COMPILE_ERROR):
                 self.t_first_finished = t
+            self.finished_runs += 1
             if msg.script_finished == COMPILE_ERROR:
                 self.errors.append("script finished with a compile error")
         elif kind == "session_event" and msg.session_event.HasField("script_compilation_exception"):
@@ -198,6 +225,8 @@ class Session:
                 self.errors.append(f"st.error: {text}")
         elif kind in ("markdown", "text"):
             text = getattr(element, kind).body
+        elif kind == "code" and "?follow=" in element.code.code_text:
+            self.follow_code = element.code.code_text.split("?follow=")[1].strip()
         elif kind in ("progress", "spinner"):
             text = getattr(element, kind).text
         if text:
@@ -241,77 +270,6 @@ async def _open(session: Session, go: asyncio.Event, timeout: float) -> None:
             session.errors.append(f"timeout after {timeout:.0f} s: no {' and no '.join(missing)}")
     except Exception as e:  # a refused or broken connection is a result, not a crash
         session.errors.append(f"{type(e).__name__}: {e}")
-
-
-async def _progress(sessions: list[Session], stop: asyncio.Event, begin: float) -> None:
-    while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), 5)
-        except TimeoutError:
-            charts = sum(s.t_first_chart is not None for s in sessions)
-            finished = sum(s.t_first_finished is not None for s in sessions)
-            print(
-                f"  {time.monotonic() - begin:5.0f} s: {charts}/{len(sessions)} with a chart, "
-                f"{finished} first runs finished",
-                file=sys.stderr,
-            )
-
-
-async def phase_open(sessions: list[Session], timeout: float) -> None:
-    go = asyncio.Event()
-    openers = [asyncio.create_task(_open(s, go, timeout)) for s in sessions]
-    stop = asyncio.Event()
-    reporter = asyncio.create_task(_progress(sessions, stop, time.monotonic()))
-    await asyncio.sleep(0)  # every opener is waiting at the barrier
-    go.set()
-    try:
-        await asyncio.gather(*openers)
-    finally:  # also on Ctrl-C: leave no task behind
-        stop.set()
-        for task in openers:
-            task.cancel()
-        await asyncio.gather(*openers, reporter, return_exceptions=True)
-
-
-async def phase_play(
-    sessions: list[Session], seconds: float, timeout: float
-) -> tuple[float, float]:
-    """Press Play in every session at once, wait until each has answered with a new status
-    line (or the timeout), then watch for `seconds`. Returns the times of the presses and of
-    the start of the watch."""
-    pressing = []
-    for s in sessions:
-        client = s.client
-        if not client.connected:
-            s.play_note = "not connected"
-        elif "play" not in client.widgets:
-            s.play_note = "no Play button"
-        elif getattr(client.widget_elements["play"], "disabled", False):
-            s.play_note = "Play disabled"
-        else:
-            pressing.append(s)
-    t_play = time.monotonic()
-    results = await asyncio.gather(
-        *(s.client.click("play") for s in pressing), return_exceptions=True
-    )
-    for s, result in zip(pressing, results):
-        if isinstance(result, Exception):
-            s.play_note = f"{type(result).__name__}: {result}"
-    waiting = [s for s in pressing if s.play_note is None]
-
-    def answered() -> int:
-        return sum(bool(s.since(t_play)) or not s.client.connected for s in waiting)
-
-    while time.monotonic() - t_play < timeout and answered() < len(waiting):
-        await asyncio.sleep(0.1)
-    t_watch = time.monotonic()
-    print(
-        f"  {answered()} of {len(waiting)} sessions answered Play within "
-        f"{t_watch - t_play:.1f} s; watching for {seconds:g} s",
-        file=sys.stderr,
-    )
-    await asyncio.sleep(seconds)
-    return t_play, t_watch
 
 
 # -- numbers --------------------------------------------------------------------------------
@@ -453,153 +411,457 @@ def _s(value: float | None, digits: int = 1) -> str:
     return "never" if math.isinf(value) else f"{value:.{digits}f} s"
 
 
-def _num(value: float | None, fmt: str = "{:.0f}") -> str:
-    return "n/a" if value is None else fmt.format(value)
+# -- browsers -------------------------------------------------------------------------------
 
 
-def table(result: dict) -> str:
-    o, c, cpus = result["open"], result["compute"], result["server_cpus"]
-    n = o["sessions"]
-    rows = [
-        ("sessions opened at once", str(n), ""),
-        ("sessions with a chart", str(o["with_chart"]), f"{n}"),
-        ("sessions with an error", str(o["with_error"]), "0"),
-        ("time to first chart, p50", _s(o["first_chart_s"]["p50"]), ""),
-        (
-            "time to first chart, p95",
-            _s(o["first_chart_s"]["p95"]),
-            f"≤ {FIRST_CHART_TARGET_S:g} s",
-        ),
-        ("time to first chart, max", _s(o["first_chart_s"]["max"]), ""),
-        ("end of first script run, p95", _s(o["first_run_end_s"]["p95"]), ""),
-        (
-            "peak server RSS, sampled every 100 ms (opening / whole bench)",
-            f"{result['peak_rss_open_mib']:.0f} / {result['peak_rss_mib']:.0f} MiB",
-            f"≤ {RSS_TARGET_MIB:.0f} MiB",
-        ),
-        (
-            "server VmHWM (kernel's peak)",
-            f"{result['vmhwm_mib']:.0f} MiB",
-            f"≤ {RSS_TARGET_MIB:.0f} MiB",
-        ),
-        (
-            "shared computations (`bnviz compute:` lines, distinct keys)",
-            f"{c['lines']}, {c['distinct']}" if c["lines"] else "n/a",
-            "one per distinct configuration",
-        ),
-        ("configurations computed more than once", str(len(c["repeated"])), "0"),
-        (
-            'sessions that saw "waiting for a free trainer" while opening',
-            str(o["queued_sessions"]),
-            "",
-        ),
-    ]
-    p = result.get("play")
-    if p is not None:
-        rates, seen = p["status_steps_per_s"], p["seen_steps_per_s"]
-        rows += [
-            ("Play pressed in", f"{p['pressed']} sessions", f"{n}"),
-            (
-                "time from Play to a new status line, p50 / max",
-                f"{_s(p['answer_s']['p50'])} / {_s(p['answer_s']['max'])}",
-                "",
-            ),
-            ("sessions showing **playing** or **waiting**", str(p["saw_playing"]), f"{n}"),
-            (
-                'sessions that saw "waiting for a free trainer" after Play',
-                str(p["queued_sessions"]),
-                f"≥ {max(0, n - cpus)}" if n > cpus else "0",
-            ),
-            (
-                f"max sessions whose step counter advanced in one 1-s window (of "
-                f"{p['seconds']:.0f}, once all had answered)",
-                str(p["max_advancing"]),
-                f"≤ {cpus} (cores)",
-            ),
-            ("sessions that advanced in those seconds", str(p["sessions_that_advanced"]), ""),
-            (
-                "steps/s on the status line of running sessions, median (min-max)",
-                f"{_num(rates['median'])} ({_num(rates['min'])}-{_num(rates['max'])})",
-                "",
-            ),
-            (
-                "steps/s a viewer saw added: median of advancing sessions; all together",
-                f"{_num(seen['median'], '{:.1f}')}; {seen['total']:.1f}",
-                "",
-            ),
-            ("sessions with an error by the end", str(p["with_error_at_end"]), "0"),
+class BrowserSession:
+    """A Chromium page among the sessions: what a student's laptop shows. Its status line is
+    watched in the page (STATUS_LOG), so its step counter's changes are counted as
+    the browser drew them."""
+
+    def __init__(self, index: int, context, url: str) -> None:
+        self.index, self.context, self.url = index, context, url
+        self.page = None
+        self.t_start = 0.0
+        self.t_first_chart: float | None = None
+        self.t_first_finished: float | None = None
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+        self.observations: list[Observation] = []
+        self.play_note: str | None = None
+        self.offset = 0.0  # time.monotonic() minus the page's performance.now() in seconds
+
+    async def open(self, go: asyncio.Event, timeout: float) -> None:
+        await go.wait()
+        self.t_start = time.monotonic()
+        ms = timeout * 1000
+        try:
+            self.page = await self.context.new_page()
+            self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+            await self.page.goto(self.url, timeout=ms)
+            await self.page.wait_for_selector(CHART, timeout=ms)
+            self.t_first_chart = time.monotonic()
+            await self.page.wait_for_selector(IDLE, timeout=ms)
+            self.t_first_finished = time.monotonic()
+            self.offset = time.monotonic() - await self.page.evaluate("performance.now()") / 1000
+            await self.page.evaluate(STATUS_LOG)
+        except Exception as e:  # a page that fails is a result, not a crash
+            self.errors.append(f"{type(e).__name__}: {str(e)[:300]}")
+
+    async def click(self, key: str) -> None:
+        await self.page.locator(f".st-key-{key} button").click(timeout=60_000)
+
+    async def collect(self) -> None:
+        """Read the status line's changes back from the page."""
+        if self.page is None:
+            return
+        log = await self.page.evaluate("() => window.__status || []")
+        self.observations = [
+            Observation(self.offset + ms / 1000, f"{state} step {step}", state, step, None, None)
+            for ms, state, step in log
         ]
-    for phase, name in (("open", "opening"), ("play", "play")):
-        health = result.get(f"health_{phase}_s")
-        if health:
-            rows.append(
-                (
-                    f"server's /_stcore/health during {name}: longest wait; share of the "
-                    "time waiting",
-                    f"{_s(health['max'], 2)}; {health['waiting_share']:.0%}",
-                    "",
-                )
-            )
-    cpu, elapsed = result["cpu"], result["cpu"]["seconds"]
-    rows += [
-        (
-            "server tracebacks while sessions ran; once the clients disconnected",
-            f"{c['tracebacks']}; {c['tracebacks_on_close']}",
-            "0",
-        ),
-        ("bench wall time", f"{result['bench_seconds']:.0f} s", ""),
-        (
-            "CPU: server; these clients; other processes on the host (mean cores)",
-            f"{cpu['server_core_seconds'] / elapsed:.2f}; "
-            f"{cpu['bench_core_seconds'] / elapsed:.2f}; {cpu['other_mean_cores']:.2f} "
-            f"(load {cpu['load_average_before']:.1f} before)",
-            "others ≈ 0",
-        ),
+
+    def since(self, t0: float) -> list[Observation]:
+        return [o for o in self.observations if o.t >= t0]
+
+
+async def _browser(n: int):
+    """A Chromium with n fresh contexts (none when n is 0): (playwright, browser, contexts).
+    Its pages share this machine's cores with the server: in a classroom they would run on
+    the students' laptops, so every number here is a little pessimistic."""
+    if not n:
+        return None, None, []
+    from playwright.async_api import async_playwright
+
+    playwright = await async_playwright().start()
+    browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    contexts = [
+        await browser.new_context(viewport={"width": 1280, "height": 800}) for _ in range(n)
     ]
-    lines = ["| measure | result | target |", "|---|---|---|"]
-    lines += [f"| {a} | {b} | {t} |" for a, b, t in rows]
+    return playwright, browser, contexts
+
+
+# -- the parts of a class -------------------------------------------------------------------
+
+TRAIN_LINE = re.compile(r"bnviz train: (\w+) (\S+ \w+) from step")
+SEEN_TARGET = 5.0  # steps/s each session sees added
+REFRESH_TARGET = 2.0  # changes of the step counter a second, in a browser
+
+
+def viewers(server: ClassServer, query: str, n: int, contexts: list) -> list:
+    """n sessions of one link: websocket clients, and the last len(contexts) in Chromium."""
+    clients = [Session(i, StreamlitClient(server.url, query)) for i in range(n - len(contexts))]
+    for s in clients:
+        s.client.add_listener(s.on_message)
+    pages = [
+        BrowserSession(n - len(contexts) + k, c, f"{server.url}/?{query}")
+        for k, c in enumerate(contexts)
+    ]
+    return clients + pages
+
+
+async def open_all(sessions: list, timeout: float) -> None:
+    """Every session connects at the same moment and waits for a chart."""
+    go = asyncio.Event()
+    tasks = [
+        asyncio.create_task(
+            s.open(go, timeout) if isinstance(s, BrowserSession) else _open(s, go, timeout)
+        )
+        for s in sessions
+    ]
+    await asyncio.sleep(0)
+    go.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def press(sessions: list, key: str) -> float:
+    """Press a button in every session at once; returns when they were pressed."""
+    t = time.monotonic()
+
+    async def one(s):
+        try:
+            if isinstance(s, BrowserSession):
+                await s.click(key)
+            else:
+                await s.client.click(key)
+        except Exception as e:
+            s.play_note = f"{key}: {type(e).__name__}: {str(e)[:200]}"
+
+    await asyncio.gather(*(one(s) for s in sessions))
+    return t
+
+
+async def until(condition, timeout: float, poll: float = 0.1) -> bool:
+    """Wait for condition() on this loop (the clients' messages arrive meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(poll)
+    return True
+
+
+async def watch(sessions: list, t_press: float, seconds: float, timeout: float) -> float:
+    """Once every websocket session has shown a status line after t_press (or the timeout),
+    watch for `seconds`; returns when the watch began."""
+    clients = [s for s in sessions if isinstance(s, Session) and s.client.connected]
+    await until(lambda: all(s.since(t_press) for s in clients), timeout)
+    t_watch = time.monotonic()
+    await asyncio.sleep(seconds)
+    await asyncio.gather(
+        *(s.collect() for s in sessions if isinstance(s, BrowserSession)), return_exceptions=True
+    )
+    return t_watch
+
+
+def seen_rate(s, t0: float, seconds: float) -> float:
+    """Steps a session's status line added per second between t0 and t0 + seconds."""
+    steps = [o for o in s.observations if o.step is not None]
+    start = [o.step for o in steps if o.t <= t0] or [o.step for o in steps[:1]]
+    end = [o.step for o in steps if o.t <= t0 + seconds]
+    return (end[-1] - start[-1]) / seconds if start and end else 0.0
+
+
+def refresh_rate(s: BrowserSession, t0: float, seconds: float) -> float:
+    """Changes of a browser's step counter per second between t0 and t0 + seconds."""
+    shown = [o for o in s.observations if t0 <= o.t <= t0 + seconds and o.step is not None]
+    return sum(a.step != b.step for a, b in zip(shown, shown[1:])) / seconds
+
+
+def trainers(server: ClassServer, since: float, until_: float) -> dict:
+    """The branches that trained in a span of time (the server's `bnviz train:` lines): how
+    many trainers, and how many distinct histories they trained."""
+    found = [TRAIN_LINE.search(line) for t, line in server.lines if since <= t <= until_]
+    found = [m for m in found if m]
+    return {
+        "trainers": len({m.group(1) for m in found}),
+        "histories": len({m.group(2) for m in found}),
+    }
+
+
+def watch_numbers(sessions: list, t_watch: float, seconds: float) -> dict:
+    rates = [seen_rate(s, t_watch, seconds) for s in sessions]
+    browsers = [s for s in sessions if isinstance(s, BrowserSession)]
+    refresh = [refresh_rate(s, t_watch, seconds) for s in browsers]
+    return {
+        "seen_steps_per_s": {
+            "min": min(rates, default=math.nan),
+            "median": statistics.median(rates) if rates else math.nan,
+            "at_target": sum(r >= SEEN_TARGET for r in rates),
+        },
+        "browser_refreshes_per_s": {"min": min(refresh, default=math.nan), "all": refresh},
+        "advancing": sum(r > 0 for r in rates),
+        "with_error": sum(bool(s.errors) or bool(s.play_note) for s in sessions),
+        "errors": dict(
+            Counter(e for s in sessions for e in [*s.errors, s.play_note] if e).most_common(5)
+        ),
+    }
+
+
+async def part_play(server, args, contexts) -> tuple[list, dict]:
+    """60 sessions of one scenario link open at once and all press Play."""
+    sessions = viewers(server, args.link, args.sessions, contexts)
+    t0 = time.monotonic()
+    await open_all(sessions, args.timeout)
+    t_opened = time.monotonic()
+    rss_open = server.peak_rss_mib(since=t0)
+    t_play = await press(sessions, "play")
+    t_watch = await watch(sessions, t_play, args.play_seconds, args.answer_timeout)
+    t_end = time.monotonic()
+    traced = sessions[:3] + sessions[-2:]  # websocket clients, then the browsers
+    trace = [[(round(o.t - t_play, 2), o.text) for o in s.observations] for s in traced]
+    return sessions, {
+        "trace": trace if args.trace else None,
+        "open": open_numbers(sessions),
+        "watch": watch_numbers(sessions, t_watch, args.play_seconds),
+        "train": trainers(server, t_play, t_end),
+        "expected_histories": 1,
+        "peak_rss_mib": server.peak_rss_mib(since=t0),
+        "rss_open_mib": rss_open,
+        "health": server.health_latency(t_opened, t_end),
+    }
+
+
+BATCH_SIZES = (8, 16, 32, 128)  # none the default: each is a change in the sidebar
+
+
+async def part_batch(server, args, sessions: list) -> dict:
+    """The same sessions Reset, each sets one of four batch sizes in the sidebar (at the same
+    step: four histories), and press Play."""
+    from streamlit.proto.Common_pb2 import StringArray
+
+    browsers = [s for s in sessions if isinstance(s, BrowserSession)]
+    await press(browsers, "pause")  # the browsers watch this part out
+    clients = [s for s in sessions if isinstance(s, Session) and s.client.connected]
+    t0 = time.monotonic()
+    before = {id(s): s.finished_runs for s in clients}
+    await press(clients, "reset")
+    await until(lambda: all(s.finished_runs > before[id(s)] for s in clients), args.answer_timeout)
+    before = {id(s): s.finished_runs for s in clients}
+    for k, s in enumerate(clients):
+        size = BATCH_SIZES[k % len(BATCH_SIZES)]
+        s.client.set_widget("batch_size", string_array_value=StringArray(data=[str(size)]))
+    await asyncio.gather(*(s.client.rerun() for s in clients), return_exceptions=True)
+    await until(lambda: all(s.finished_runs > before[id(s)] for s in clients), args.answer_timeout)
+    t_play = await press(clients, "play")
+    seconds = args.batch_seconds
+    t_watch = await watch(clients, t_play, seconds, args.answer_timeout)
+    t_end = time.monotonic()
+    return {
+        "sessions": len(clients),
+        "seconds": seconds,
+        "watch": watch_numbers(clients, t_watch, seconds),
+        "train": trainers(server, t_play, t_end),
+        "expected_histories": len(BATCH_SIZES),
+        "peak_rss_mib": server.peak_rss_mib(since=t0),
+        "health": server.health_latency(t0, t_end),
+    }
+
+
+async def part_follow(server, args, contexts) -> tuple[list, dict]:
+    """A lecturer shares a live run; 60 followers open its link at once."""
+    lecturer = viewers(server, args.link, 1, [])[0]
+    await open_all([lecturer], args.timeout)
+    await lecturer.client.click("share")
+    await until(lambda: lecturer.follow_code is not None, args.answer_timeout)
+    if lecturer.follow_code is None:
+        return [lecturer], {"error": "no share link appeared"}
+    t_play = time.monotonic()
+    await lecturer.client.click("play")
+    t0 = time.monotonic()
+    rss_before = statistics.median(kib for t, kib in server.rss if t >= t0 - 2) / 1024
+    followers = viewers(server, f"follow={lecturer.follow_code}", args.sessions, contexts)
+    await open_all(followers, args.timeout)
+    t_opened = time.monotonic()
+    t_watch = await watch(followers, t0, args.play_seconds, args.answer_timeout)
+    t_end = time.monotonic()
+    rss_watched = statistics.median(kib for t, kib in server.rss if t >= t_watch) / 1024
+    return [lecturer, *followers], {
+        "open": open_numbers(followers),
+        "watch": watch_numbers(followers, t_watch, args.play_seconds),
+        "train": trainers(server, t_play, t_end),
+        "expected_histories": 1,
+        "peak_rss_mib": server.peak_rss_mib(since=t0),
+        "rss_mib": {"before": rss_before, "watched": rss_watched},
+        "mib_per_follower": (rss_watched - rss_before) / len(followers),
+        "health": server.health_latency(t_opened, t_end),
+    }
+
+
+async def part_distinct(server, args) -> tuple[list, dict]:
+    """Sessions with truly distinct runs (each its own seed) press Play: they queue for the
+    server's training threads and take turns (QUANTUM_SECONDS each)."""
+    sessions = [
+        Session(i, StreamlitClient(server.url, f"{args.link}&seed={1000 + i}"))
+        for i in range(args.distinct)
+    ]
+    for s in sessions:
+        s.client.add_listener(s.on_message)
+    await open_all(sessions, args.timeout)
+    t_play = await press(sessions, "play")
+    t_watch = await watch(sessions, t_play, args.distinct_seconds, args.answer_timeout)
+    t_end = time.monotonic()
+    waits, gained = [], []
+    for s in sessions:
+        steps = [o for o in s.observations if o.step is not None]
+        at_play = [o.step for o in steps if o.t <= t_play] or [0]
+        moved = [o.t for o in steps if o.t > t_play and o.step > at_play[-1]]
+        waits.append(moved[0] - t_play if moved else math.inf)
+        last = [o.step for o in steps if o.t <= t_end]
+        gained.append((last[-1] - at_play[-1]) if last else 0)
+    fairness = sum(gained) ** 2 / (len(gained) * sum(g * g for g in gained)) if any(gained) else 0
+    play = play_numbers(sessions, t_play, t_watch, args.distinct_seconds)
+    return sessions, {
+        "sessions": len(sessions),
+        "wait_s": {"p50": percentile(waits, 50), "max": max(waits, default=math.nan)},
+        "steps_gained": {"min": min(gained, default=0), "max": max(gained, default=0)},
+        "fairness": fairness,
+        "seconds": t_end - t_play,
+        "max_advancing": play["max_advancing"],
+        "queued_sessions": play["queued_sessions"],
+        "train": trainers(server, t_play, t_end),
+        "expected_histories": len(sessions),
+    }
+
+
+# -- the report ------------------------------------------------------------------------------
+
+
+def _rate(value: float, fmt: str = "{:.1f}") -> str:
+    return "n/a" if value is None or math.isnan(value) else fmt.format(value)
+
+
+def class_table(result: dict, cores: int) -> str:
+    """One row per measure, grouped by part, each with its target."""
+    rows = []
+    rss_target = f"≤ {RSS_TARGET_MIB:.0f} MiB"
+
+    def opened(part: str, o: dict) -> None:
+        chart = o["first_chart_s"]
+        rows.extend([
+            (part, "sessions with a chart", f"{o['with_chart']} of {o['sessions']}", "all"),
+            (part, "time to first chart, p50; p95", f"{_s(chart['p50'])}; {_s(chart['p95'])}",
+             f"p95 ≤ {FIRST_CHART_TARGET_S:g} s"),
+        ])  # fmt: skip
+
+    def watched(part: str, r: dict, sessions: int, expected: int) -> None:
+        w, t, seen = r["watch"], r["train"], r["watch"]["seen_steps_per_s"]
+        rows.extend([
+            (part, "sessions with an error", str(w["with_error"]), "0"),
+            (part, "sessions whose step counter advanced", f"{w['advancing']} of {sessions}",
+             "all"),
+            (part, "steps/s each session saw added: min; median",
+             f"{_rate(seen['min'])}; {_rate(seen['median'])}", f"≥ {SEEN_TARGET:g}"),
+            (part, f"sessions that saw ≥ {SEEN_TARGET:g} steps/s",
+             f"{seen['at_target']} of {sessions}", "all"),
+            (part, "browser step counter refreshes/s, min",
+             _rate(w["browser_refreshes_per_s"]["min"]), f"≥ {REFRESH_TARGET:g}"),
+            (part, "trainers; distinct histories they trained",
+             f"{t['trainers']}; {t['histories']}", f"{expected}; {expected}"),
+            (part, "peak server RSS", f"{r['peak_rss_mib']:.0f} MiB", rss_target),
+            (part, "/_stcore/health: longest wait; share of the time waiting",
+             f"{_s(r['health']['max'], 2)}; {r['health']['waiting_share']:.0%}", ""),
+        ])  # fmt: skip
+
+    if "play" in result:
+        r = result["play"]
+        opened("all press Play", r["open"])
+        watched("all press Play", r, r["open"]["sessions"], 1)
+    if "batch" in result:
+        r = result["batch"]
+        part = f"4 batch sizes ({r['seconds']:.0f} s)"
+        watched(part, r, r["sessions"], r["expected_histories"])
+    if "follow" in result:
+        r = result["follow"]
+        if "error" in r:
+            rows.append(("followers", "error", r["error"], ""))
+        else:
+            opened("followers", r["open"])
+            rss = r["rss_mib"]
+            rows.append((
+                "followers", "server RSS (median) before they opened; while they watched; "
+                "per follower", f"{rss['before']:.0f}; {rss['watched']:.0f}; "
+                f"{r['mib_per_follower']:.1f} MiB", "",
+            ))  # fmt: skip
+            watched("followers", r, r["open"]["sessions"], 1)
+    if "distinct" in result:
+        r, part = result["distinct"], "distinct runs"
+        n, t = r["sessions"], r["train"]
+        rows += [
+            (part, "sessions, each its own seed", str(n), ""),
+            (part, "wait from Play to the first step, p50; max",
+             f"{_s(r['wait_s']['p50'])}; {_s(r['wait_s']['max'])}", ""),
+            (part, f"steps each gained in {r['seconds']:.0f} s: min; max",
+             f"{r['steps_gained']['min']}; {r['steps_gained']['max']}", ""),
+            (part, "fairness of those steps (Jain's index, 1 = equal)", f"{r['fairness']:.2f}", ""),
+            (part, 'sessions shown "waiting for a free trainer" after Play',
+             str(r["queued_sessions"]), f"≥ {max(0, n - cores)}"),
+            (part, "trainers; distinct histories", f"{t['trainers']}; {t['histories']}",
+             f"{n}; {n}"),
+        ]  # fmt: skip
+    cpu = result["cpu"]
+    rows += [
+        ("all", "server tracebacks", str(result["compute"]["tracebacks"]), "0"),
+        ("all", "peak server RSS (VmHWM)", f"{result['vmhwm_mib']:.0f} MiB", rss_target),
+        ("all", "CPU: server; bench clients; other processes (mean cores)",
+         f"{cpu['server_core_seconds'] / cpu['seconds']:.2f}; "
+         f"{cpu['bench_core_seconds'] / cpu['seconds']:.2f}; {cpu['other_mean_cores']:.2f}", ""),
+        ("all", "bench wall time", f"{result['bench_seconds']:.0f} s", ""),
+    ]  # fmt: skip
+    lines = ["| part | measure | result | target |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {t} |" for a, b, c, t in rows]
     return "\n".join(lines)
 
 
 # -- main -----------------------------------------------------------------------------------
 
 
-async def run_sessions(args: argparse.Namespace, server: ClassServer) -> dict:
-    sessions = [Session(i, StreamlitClient(server.url)) for i in range(args.sessions)]
-    for s in sessions:
-        s.client.add_listener(s.on_message)
+async def run_class(args: argparse.Namespace, server: ClassServer) -> dict:
+    parts = set(args.parts.split(","))
+    playwright, browser, contexts = await _browser(args.browsers)
+    result: dict = {"sessions": args.sessions, "browsers": args.browsers, "link": args.link}
+    everyone: list = []
     try:
-        print(f"opening {len(sessions)} sessions at once", file=sys.stderr)
-        t_open = time.monotonic()
-        await phase_open(sessions, args.timeout)
-        t_opened = time.monotonic()
-        result = {"open": open_numbers(sessions), "open_seconds": t_opened - t_open}
-        result["peak_rss_open_mib"] = server.peak_rss_mib(until=t_opened)
-        result["health_open_s"] = server.health_latency(t_open, t_opened)
-        if args.play:
-            print("pressing Play in every session", file=sys.stderr)
-            t_play, t_watch = await phase_play(sessions, args.play_seconds, args.answer_timeout)
-            result["play"] = play_numbers(sessions, t_play, t_watch, args.play_seconds)
-            result["health_play_s"] = server.health_latency(t_play)
-            result["errors_at_end"] = dict(Counter(e for s in sessions for e in s.errors))
-        result["bytes_received"] = sum(s.client.bytes_received for s in sessions)
-        if args.trace:  # every status text each session saw, seconds after it connected
-            result["trace"] = [
-                [(round(o.t - s.t_start, 2), o.text) for o in s.observations] for s in sessions
-            ]
-            result["health_trace"] = [
-                (round(t - t_open, 2), round(waited, 2), ok) for t, waited, ok in server.health
-            ]
+        if "play" in parts:
+            print(
+                f"part 1: {args.sessions} sessions open {args.link!r}, all press Play",
+                file=sys.stderr,
+            )
+            sessions, result["play"] = await part_play(server, args, contexts)
+            everyone += sessions
+            if "batch" in parts:
+                print("part 2: they Reset and set one of 4 batch sizes, then Play", file=sys.stderr)
+                result["batch"] = await part_batch(server, args, sessions)
+            await _close(everyone)
+            for page in [s.page for s in sessions if isinstance(s, BrowserSession) and s.page]:
+                await page.close()
+        if "follow" in parts:
+            print(f"part 3: a lecturer shares a live run, {args.sessions} follow", file=sys.stderr)
+            sessions, result["follow"] = await part_follow(server, args, contexts)
+            everyone += sessions
+            await _close(sessions)
+        if "distinct" in parts:
+            print(f"part 4: {args.distinct} distinct runs press Play", file=sys.stderr)
+            sessions, result["distinct"] = await part_distinct(server, args)
+            everyone += sessions
         return result
     finally:
-        # close every client, even on Ctrl-C; the server is stopped by the caller
         server.marks["closing"] = time.monotonic()
-        print(f"closing {len(sessions)} websockets", file=sys.stderr)
-        closing = asyncio.gather(*(s.client.close() for s in sessions), return_exceptions=True)
-        try:
-            await asyncio.wait_for(closing, 30)
-        except TimeoutError:
-            print("some websockets did not close within 30 s", file=sys.stderr)
+        await _close(everyone)
+        if browser is not None:
+            await browser.close()
+            await playwright.stop()
+
+
+async def _close(sessions: list) -> None:
+    """Close the websockets (Chromium pages stay until their part is over)."""
+    closing = asyncio.gather(
+        *(s.client.close() for s in sessions if isinstance(s, Session)), return_exceptions=True
+    )
+    try:
+        await asyncio.wait_for(closing, 30)
+    except TimeoutError:
+        print("some websockets did not close within 30 s", file=sys.stderr)
 
 
 def _json_safe(value):
@@ -615,18 +877,35 @@ def _json_safe(value):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=30)
+    parser.add_argument("--sessions", type=int, default=60)
     parser.add_argument(
-        "--play", action=argparse.BooleanOptionalAction, default=True, help="the Play phase"
+        "--browsers", type=int, default=2, help="of the sessions, how many are Chromium pages"
+    )
+    parser.add_argument("--link", default="scenario=bn-basics", help="the query every one opens")
+    parser.add_argument(
+        "--parts", default="play,batch,follow,distinct", help="which parts, comma-separated"
     )
     parser.add_argument(
-        "--play-seconds", type=float, default=10.0, help="how long to watch the sessions play"
+        "--play-seconds", type=float, default=20.0, help="how long each part is watched"
+    )
+    parser.add_argument(
+        "--batch-seconds",
+        type=float,
+        default=25.0,
+        help="how long the four batch sizes are watched (their trainers may take turns)",
+    )
+    parser.add_argument("--distinct", type=int, default=6, help="sessions with distinct runs")
+    parser.add_argument(
+        "--distinct-seconds",
+        type=float,
+        default=45.0,
+        help="how long the distinct runs are watched (more than a 20-s turn)",
     )
     parser.add_argument(
         "--answer-timeout",
         type=float,
         default=60.0,
-        help="seconds to wait for every session to answer Play before watching",
+        help="seconds to wait for every session to answer a press",
     )
     parser.add_argument(
         "--timeout", type=float, default=300.0, help="seconds a session may wait for a chart"
@@ -635,9 +914,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     parser.add_argument("--echo", action="store_true", help="echo the server's output")
     parser.add_argument(
-        "--trace", action="store_true", help="add every session's status texts to --json"
+        "--trace", action="store_true", help="add the status lines of 5 sessions to --json"
     )
     args = parser.parse_args()
+    args.browsers = min(args.browsers, args.sessions)
 
     # SIGTERM cleans up like Ctrl-C
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -654,13 +934,11 @@ def main() -> None:
             file=sys.stderr,
         )
         try:
-            result = asyncio.run(run_sessions(args, server))
+            result = asyncio.run(run_class(args, server))
         except KeyboardInterrupt:
             print("interrupted: clients closed, stopping the server", file=sys.stderr)
             raise SystemExit(130) from None
-        result["server_start_seconds"] = started
         result["server_cpus"] = server.server_cpus
-        result["peak_rss_mib"] = server.peak_rss_mib()
         result["vmhwm_mib"] = server.vmhwm_kib / 1024
         # the same interval for all three: from before the server started until now
         busy, own = host_busy_seconds() - busy_before, sum(os.times()[:2]) - own_before
@@ -674,14 +952,13 @@ def main() -> None:
         "host_cpus": os.cpu_count(),
         "load_average_before": load_before,
         "server_core_seconds": server.cpu_seconds,
-        "bench_core_seconds": own,
+        "bench_core_seconds": own,  # Chromium's pages are "other processes"
         "other_core_seconds": max(0.0, busy - server.cpu_seconds - own),
         "other_mean_cores": max(0.0, busy - server.cpu_seconds - own) / elapsed,
     }
-    print(table(result))
-    errors = result.get("errors_at_end", result["open"]["errors"])
-    for text, count in errors.items():
-        print(f"\n{count} x {text}")
+    print(class_table(result, server.server_cpus))
+    for text in result["compute"]["traceback_texts"]:
+        print(f"\n{text}")
     if args.json:
         args.json.write_text(json.dumps(_json_safe(result), indent=2) + "\n")
         print(f"\nwrote {args.json}", file=sys.stderr)

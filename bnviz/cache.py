@@ -38,8 +38,8 @@ def describe(key: Hashable) -> str:
 class SharedCache:
     """Least-recently-used cache of immutable results, keyed by configuration."""
 
-    def __init__(self, max_items: int = 256):
-        self.max_items = max_items
+    def __init__(self, max_items: int = 256, logged: bool = True):
+        self.max_items, self.logged = max_items, logged  # logged: a "bnviz compute:" line each
         self._items: OrderedDict[Hashable, Any] = OrderedDict()
         self._lock = threading.Lock()
         self._computing: dict[Hashable, threading.Lock] = {}
@@ -66,7 +66,8 @@ class SharedCache:
             with self._lock:
                 if key in self._items:  # computed by another thread meanwhile
                     return self._items[key]
-            log.info("bnviz compute: %s", describe(key))
+            if self.logged:
+                log.info("bnviz compute: %s", describe(key))
             try:
                 value = compute()
             except BaseException:

@@ -77,6 +77,7 @@ NOT_RESULTS = (
     "memory.py",
     "notebook.py",
     "plot.py",
+    "runtree.py",
 )
 MANIFEST = "manifest.json"
 REGENERATE = "python -m bnviz precompute"

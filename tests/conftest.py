@@ -29,6 +29,20 @@ def _one_thread():
     torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_run_tree(monkeypatch):
+    """Each test starts on a server of its own: no branch, share code or figure of another."""
+    from bnviz import runtree
+    from bnviz.cache import SharedCache
+    from bnviz.ui import scenario_panel
+    from bnviz.ui.views import common
+
+    monkeypatch.setattr(runtree, "tree", runtree.RunTree())
+    monkeypatch.setattr(runtree, "leads", runtree.Leads())
+    for module in (common, scenario_panel):  # nor any figure drawn for another test's records
+        monkeypatch.setattr(module, "_drawn", SharedCache(max_items=64, logged=False))
+
+
 LOOPBACK = ("127.", "::1", "localhost", "0.0.0.0")
 
 

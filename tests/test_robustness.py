@@ -26,6 +26,7 @@ from bnviz.cache import SharedCache, Worker
 from bnviz.config import MAX_BATCH_X_WIDTH, MAX_STEPS_X_CHANNELS
 from bnviz.datasets import DatasetUnavailable
 from bnviz.memory import rss_mb, trim
+from bnviz.runtree import RunTree
 from bnviz.scenarios import SCENARIOS
 from bnviz.scenarios.base import MAX_JOBS
 from bnviz.ui import controls, page
@@ -325,10 +326,14 @@ SHARED_STATE = {
     "bnviz.ui.page.openings": "SharedCache",
     "bnviz.ui.page.worker": "Worker",
     "bnviz.ui.scenario_panel.worker": "Worker",
+    "bnviz.ui.scenario_panel._drawn": "SharedCache",  # figures: nobody changes one once drawn
+    "bnviz.ui.views.common._drawn": "SharedCache",
     "bnviz.datasets._loaded": "dict",
     "bnviz.datasets._load_locks": "dict",
     "bnviz.precompute._texts": "dict",
     "bnviz.precompute._fingerprints": "dict",  # per process: same value from any thread
+    "bnviz.runtree.tree": "RunTree",  # every change of branches and riders under its lock
+    "bnviz.runtree.leads": "Leads",  # likewise
 }
 
 
@@ -389,8 +394,8 @@ def test_closed_tabs_stop_training_and_free_their_memory():
     opening = page._opening(config, "none")
     worker = Worker(SharedCache(), threads=2)
     gone, rss = [], []
-    for i in range(30):
-        s = Session.start(config, "none", opening)
+    for i in range(30):  # each on a server of its own: none joins another's run
+        s = Session.start(config, "none", opening, tree=RunTree())
         s.playing, connected = True, threading.Event()
         connected.set()
         done = worker.run(("train", s.serial), lambda s=s, c=connected: s.train(connected=c.is_set))

@@ -115,7 +115,7 @@ def test_training_stops_when_the_tab_goes_quiet(monkeypatch):
 
 
 def test_a_long_stint_yields_its_thread_only_when_others_wait(monkeypatch):
-    monkeypatch.setattr("bnviz.ui.session.QUANTUM_SECONDS", 0.0)
+    monkeypatch.setattr("bnviz.runtree.QUANTUM_SECONDS", 0.0)
     session = Session.start(config(steps=10_000), NO_TWIN)
     session.playing = True
     assert session.train(others_waiting=lambda: True) == 1  # its turn is over: yield

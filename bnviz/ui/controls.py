@@ -138,3 +138,28 @@ def link_query(
     if present:
         params["present"] = "1"
     return urlencode(params, safe=",")
+
+
+def values_of(config: TrainConfig, twin: str) -> dict:
+    """The controls' values that describe config and its twin: what sidebar.controls reads
+    back as them (a run's steps after Continue are the budget it started with)."""
+    momentum = config.momentum
+    return {
+        "dataset": config.dataset,
+        "arch": config.arch,
+        "depth": len(config.widths),
+        "width": config.widths[0],
+        "activation": config.activation,
+        "norm": config.norm,
+        "bn_impl": config.bn_impl,
+        "placement": config.placement,
+        "batch_size": config.batch_size,
+        "eps": config.eps,
+        "momentum_none": momentum is None,
+        "momentum": DEFAULTS["momentum"] if momentum is None else momentum,
+        "optimizer": config.optimizer,
+        "lr": config.lr,
+        "steps": config.steps,
+        "seed": config.seed,
+        "twin": twin,
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_for
@@ -14,13 +15,13 @@ import torch
 from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from .. import datasets, memory
+from .. import datasets, memory, runtree
 from ..cache import SharedCache, worker
 from ..config import LIVE_FIELDS, TrainConfig
 from ..datasets import DatasetUnavailable
 from ..scenarios import FREE_PLAY, SCENARIOS
 from ..trainer import Lockstep
-from . import keys, links, scenario_panel, sidebar, style
+from . import follow, keys, links, scenario_panel, sidebar, style
 from . import session as sessions
 from .controls import CONTROLS, DEFAULTS, LOCKED_VALUES, plain
 from .session import Frame, Session, structural_key
@@ -44,6 +45,12 @@ except RuntimeError:
 # (see bnviz/memory.py); freed temporaries are handed back after each new run starts.
 memory.tune_malloc()
 
+# The interpreter's lock: a training thread gives it up inside every torch call and must win it
+# back from every page's script thread, each time waiting up to the switch interval (5 ms by
+# default) for the holder to let go. With 60 live pages the shared trainer made 3 steps/s; with
+# 0.5 ms, 5-6 (bench/bench_class.py; 0.1 ms and 2 ms were both slower).
+sys.setswitchinterval(0.0005)
+
 # "bnviz compute: ..." lines in the server log: one per computation shared across sessions
 logging.getLogger("bnviz").setLevel(logging.INFO)
 if not logging.getLogger("bnviz").handlers:
@@ -55,8 +62,14 @@ FIRST_STEPS = 20  # trained at once on first load, so the first picture means so
 # While playing, the status line redraws this often, and the charts this often: a chart whose
 # figure changed is drawn anew by the browser (Streamlit remounts it), and a view's charts
 # drawn 2.5 times a second kept a small laptop's browser so busy that Pause took seconds.
-REFRESH_SECONDS = 0.4
+REFRESH_SECONDS = 0.35  # at least 2 changes of the step counter a second, with 60 pages live
 CHART_REFRESH_SECONDS = 1.2
+# Every page of a server runs its script on one Python interpreter: with a class of pages live
+# at once, their chart redraws would take the interpreter from the trainer and from the
+# websockets (and a page's status line waits while its charts redraw). So the charts redraw
+# this much less often per open page (every 12 s with 60), while the status line and its step
+# counter keep their pace (bench/bench_class.py measures both).
+CHART_SECONDS_PER_PAGE = 0.2
 QUEUE_POLL_SECONDS = 1.0  # while waiting for a training thread, the status line redraws this often
 JOBS_POLL_SECONDS = 1.0  # while a scenario's experiments run, the page looks for new results
 # The first steps of each configuration, trained once and cloned by every session that opens
@@ -106,9 +119,12 @@ def _where(position: int | None) -> str:
 def _wait(future: Future, key: tuple, doing: str):
     """Block this script run until the worker has done `key`, showing where it stands."""
     if not future.done():
-        note = st.empty()
+        note, shown = st.empty(), None
         while not future.done():
-            note.info(f"{doing} ({_where(worker.position(key))})...", icon=":material/hourglass:")
+            text = f"{doing} ({_where(worker.position(key))})..."
+            if text != shown:  # a class waiting at once sends only what changed
+                note.info(text, icon=":material/hourglass:")
+                shown = text
             wait_for([future], timeout=0.25)
         note.empty()
     return future.result()
@@ -155,20 +171,24 @@ def _connected() -> Callable[[], bool]:
 
 
 def _train(session: Session) -> Future:
-    """Queue this session's training on the worker (once: a queued request is not repeated)."""
-    others_waiting, connected = (lambda: worker.waiting() > 0), _connected()
+    """Queue the training of this session's branch on the worker: a known branch of the same
+    history if there is one (RunTree.board), trained once for every session that rides it
+    (a queued request is not repeated)."""
+    branch = session.board()
+    others_waiting = lambda: worker.waiting() > 0  # noqa: E731
 
     def train():
-        session.train(others_waiting, connected)
+        branch.train(session.tree, others_waiting)
         memory.trim()  # the activations of the last steps
 
-    return worker.run(("train", session.serial), train)
+    return worker.run(("train", branch.serial), train)
 
 
 def _current_session(config: TrainConfig, twin: str) -> Session:
     session = st.session_state.get("session")
     if session is None or (session.replay is None and session.key != structural_key(config, twin)):
         session = _start(config, twin)
+        session.connected = _connected()
     elif not session.finished:  # a finished run keeps its settings; Reset starts with new ones
         with session.guard:
             session.apply_live_changes(config)
@@ -352,7 +372,9 @@ def describe(config: TrainConfig) -> str:
     )
 
 
-def _status(frame: Frame):
+def _status(frame: Frame, settings: bool = True):
+    """The status line, and below it (settings=False: drawn by the page once, see
+    _settings_line) the settings in force."""
     run, state = frame.run, frame.state
     position = worker.position(("train", frame.serial)) if state == "playing" else None
     if position:  # asked to play, but nothing moves yet: it does not say playing
@@ -367,9 +389,17 @@ def _status(frame: Frame):
         text += f" · {_where(position)}"
     elif frame.replay is None and frame.steps_per_second:
         text += f" · {frame.steps_per_second:.0f} steps/s"
+    if frame.riders > 1 and state in ("playing", "waiting"):  # one training, several pages
+        text += f" · shared by {frame.riders} sessions with this history"
+    lead = frame.session.lead or st.session_state.get("sharing")
+    if lead is not None and lead.followers:
+        text += f" · {len(lead.followers)} following"
+    every = st.session_state.get("chart_seconds", CHART_REFRESH_SECONDS)
+    if state == "playing" and every > CHART_REFRESH_SECONDS:  # many pages open: say why
+        text += f" · charts redraw every {every:.0f} s while this server has many pages open"
     st.markdown(text)
-    if not presenting():  # the settings are a click away, in the sidebar
-        st.caption(describe(run.config_at()))
+    if settings:
+        _settings_line(run)
     if state in ("diverged", "failed"):
         st.error(plain(frame.session.error or run.message), icon=":material/error:")
     twin = frame.twin
@@ -397,6 +427,15 @@ def _status(frame: Frame):
         )
 
 
+def _settings_line(run) -> None:
+    """The settings in force, in one line (in presenter mode they are a click away, in the
+    sidebar). A live page draws it once, outside its status line's fragment: it changes only
+    with a change of settings, which draws the page anew, and a class of live pages sends
+    one message less each time their status lines redraw."""
+    if not presenting():
+        st.caption(describe(run.config_at()))
+
+
 def _queued(session: Session) -> bool:
     return session.wants_training and bool(worker.position(("train", session.serial)))
 
@@ -421,6 +460,12 @@ def _body(session: Session):
     _views(frame)
 
 
+def _chart_seconds() -> float:
+    """How often a live page's charts redraw, given how many pages are open on this server
+    (set when the page is drawn: a class pressing Play at once all get the same pace)."""
+    return max(CHART_REFRESH_SECONDS, CHART_SECONDS_PER_PAGE * runtree.tree.pages())
+
+
 @_guarded
 def _live_status(session: Session):
     """The status line of a session that trains: it redraws often and notices the end."""
@@ -431,14 +476,15 @@ def _live_status(session: Session):
             st.rerun()  # wait with a still page
     else:  # the run finished, diverged or was paused: redraw the buttons too
         st.rerun()
-    _status(session.frame())
+    _status(session.frame(), settings=False)
 
 
 @_guarded
 def _live_views(session: Session):
     """The scenario panel and views of a session that trains, at the charts' pace."""
+    session.follow()
     new_redraw()
-    _views(session.frame())
+    _views(session.frame(settled=True))
 
 
 def _views(frame: Frame):
@@ -508,7 +554,15 @@ def main():
 def _page():
     sidebar.init_state()
     if "link_notes" not in st.session_state:  # the first run of this session reads the link
-        st.session_state["link_notes"] = links.apply_link(dict(st.query_params))
+        params = dict(st.query_params)
+        code = params.pop("follow", None)
+        st.session_state["link_notes"] = links.apply_link(params)
+        if code is not None:
+            follow.start(code)
+    session = st.session_state.get("session")
+    if session is not None and session.lead is not None:
+        _follower_page(session)
+        return
     _restore_controls()
     scenario_id = links.scenario_picker()
     st.session_state.setdefault("present", False)
@@ -522,6 +576,8 @@ def _page():
     links.share_link(sidebar.values(), scenario_id)
     session = _current_session(config, twin)
     session.touch()
+    hidden = st.session_state.get("hidden", [])
+    follow.share_panel(session, scenario_id, sidebar.values(), hidden, session.connected)
     style.inject(present=presenting())
     keys.inject()
     if not presenting():
@@ -529,6 +585,12 @@ def _page():
     if st.session_state["link_notes"]:
         st.error(
             "Some settings in the link were ignored: " + "; ".join(st.session_state["link_notes"])
+        )
+    if "follow_error" in st.session_state:
+        st.error(
+            f"This follow link does not work: {st.session_state.pop('follow_error')} "
+            "Here is the app on its own.",
+            icon=":material/link_off:",
         )
     if refused:
         st.error(
@@ -552,9 +614,73 @@ def _page():
         _views(session.frame())  # drawn once: nothing changes until training starts
         return
     if training:
+        st.session_state["chart_seconds"] = every = _chart_seconds()
         st.fragment(_live_status, run_every=REFRESH_SECONDS)(session)
-        st.fragment(_live_views, run_every=CHART_REFRESH_SECONDS)(session)
+        _settings_line(session.frame().run)
+        st.fragment(_live_views, run_every=every)(session)
         return
     # experiments in the background land every few seconds at most
     refresh = JOBS_POLL_SECONDS if scenario_panel.pending(_scenario()) else None
     st.fragment(_body, run_every=refresh)(session)
+
+
+# -- a follower's page (bnviz/ui/follow.py) ---------------------------------------------------
+
+FOLLOW_POLL_SECONDS = 1.0  # a follower's still page looks this often for what its lead did
+
+
+def _lead_signature(session: Session) -> tuple:
+    """What a follower's still page was drawn from: when it changes, the page is drawn anew."""
+    leader = session.leader
+    if leader is None:
+        return (session.held, session.orphaned)
+    return (leader.serial, leader.state, leader.run.num_steps, session.lead.scenario)
+
+
+@_guarded
+def _follower_page(session: Session):
+    session.touch()
+    session.follow()
+    if session.leader is not None:  # the lecturer's scenario, with its panel and view
+        st.session_state["scenario"] = session.lead.scenario
+    follow.sidebar(session)
+    style.inject(present=presenting())
+    keys.inject()
+    if not presenting():
+        st.title("BatchNorm, live")
+    follow.banner(session)
+    follow.buttons(session)
+    leader = session.leader
+    if leader is not None and leader.wants_training:
+        st.session_state["chart_seconds"] = every = _chart_seconds()
+        st.fragment(_follow_status, run_every=REFRESH_SECONDS)(
+            session, (leader.serial, len(leader.branch.history))
+        )
+        _settings_line(session.frame().run)
+        st.fragment(_live_views, run_every=every)(session)
+        return
+    _body(session)
+    if leader is not None:
+        st.fragment(_follow_watch, run_every=FOLLOW_POLL_SECONDS)(session, _lead_signature(session))
+
+
+@_guarded
+def _follow_status(session: Session, drawn: tuple):
+    """A live follower's status line: it notices when the lead stops, changes run or changes
+    a setting (`drawn`: its run and history when the page was drawn)."""
+    session.touch()
+    session.follow()
+    leader = session.leader
+    if leader is None or not leader.wants_training:
+        st.rerun()
+    if (leader.serial, len(leader.branch.history)) != drawn:
+        st.rerun()
+    _status(session.frame(), settings=False)
+
+
+def _follow_watch(session: Session, drawn: tuple):
+    """A still follower's page draws itself anew when its lead does something."""
+    session.touch()
+    session.follow()
+    if _lead_signature(session) != drawn:
+        st.rerun()

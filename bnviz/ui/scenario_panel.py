@@ -6,11 +6,14 @@ from __future__ import annotations
 import streamlit as st
 
 from .. import precompute
-from ..cache import worker
+from ..cache import SharedCache, worker
 from ..scenarios import Results, Scenario
 from .controls import plain
 from .session import Frame, queue_text
-from .views.common import chart, presenting
+from .views.common import Prepared, chart, presenting
+
+# Every session with a scenario's results draws the same figures: built once, a few scenarios'
+_drawn = SharedCache(max_items=16, logged=False)
 
 
 def _cancelled() -> set:
@@ -120,7 +123,10 @@ def render(scenario: Scenario, frame: Frame) -> None:
             for label, message in errors.items():
                 st.error(f"{label}: this experiment failed ({plain(message)}).")
             _progress(scenario, done, missing)
-            figures = scenario.draw(done)
+            figures = _drawn.get_or_compute(  # the same for every session with these results
+                (scenario.id, tuple(sorted(done)), tuple(sorted(errors))),
+                lambda: [Prepared(figure) for figure in scenario.draw(done)],
+            )
             per_row = 1 if present else 2  # on a projector each chart takes the whole width
             for row in range(0, len(figures), per_row):
                 cols = st.columns(per_row)

@@ -6,22 +6,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
-from collections import deque
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 
+from .. import runtree
 from ..config import LIVE_FIELDS, MAX_STEPS, MAX_STEPS_X_CHANNELS, TrainConfig
 from ..record import Run
+from ..runtree import Branch, Lead, RunTree
 from ..trainer import Lockstep, Trainer
 
 log = logging.getLogger(__name__)
 NO_TWIN = "off"
-QUANTUM_SECONDS = 20.0  # a session trains this long before yielding its thread to a waiting one
 # No redraw for this long and the tab is taken for gone, so training stops. Generous: browsers
 # slow the timers of hidden tabs down to once a minute.
 STALE_SECONDS = 90.0
-SPEED_WINDOW = 30  # steps/s is measured over the latest steps
 CONTINUE_STEPS = 300  # Continue adds this many to a spent budget: the default run's length
 
 
@@ -40,34 +38,102 @@ def structural_key(config: TrainConfig, twin_norm: str) -> tuple:
     return tuple((k, str(v)) for k, v in d.items() if k not in LIVE_FIELDS) + (twin_norm,)
 
 
-@dataclass
+@dataclass(eq=False)
 class Session:
-    """The live run of one browser session (or a replayed run, with no trainer behind it)."""
+    """The live run of one browser session (or a replayed run, with no trainer behind it).
+    The training itself is a Branch of the server's run tree (bnviz/runtree.py), which other
+    sessions with the same history may ride too; play state and every view stay per session."""
 
     config: TrainConfig
     twin_norm: str = NO_TWIN
-    lock: Lockstep | None = None
+    branch: Branch | None = None
     replay: Run | None = None
     playing: bool = False
     steps_left: int = 0  # steps still to take for "Step 10", playing or not
-    steps_per_second: float = 0.0
     stopped: bool = False  # the page let go of this session: it never trains again
-    error: str = ""  # a bug stopped its training (the run record itself is intact)
     key: tuple = field(default=())
     seen: float = field(default_factory=time.monotonic)  # the latest redraw of the page
-    serial: str = field(default_factory=lambda: uuid.uuid4().hex)  # identifies this run
-    # Streamlit may start a new script run while the old one is still inside a training step;
-    # everything that touches the model holds this lock.
-    guard: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+    connected: Callable[[], bool] = lambda: True  # whether its browser tab is still open
+    tree: RunTree = field(default_factory=lambda: runtree.tree, repr=False)  # the server's
+    _guard: threading.RLock = field(default_factory=threading.RLock, repr=False)  # replays
+    _speed: float = 0.0  # steps/s of advance() (tests and scripts)
+    # A follower watches another session's run, read-only (runtree.Lead): it never rides a
+    # branch, so it can neither train nor change one.
+    lead: Lead | None = None
+    held: bool = False  # a follower that paused its own display: it shows a copy of its own
+    orphaned: bool = False  # its lead ended or expired: it keeps a copy of the run so far
+
+    def __post_init__(self) -> None:
+        self.tree.enter(self)
 
     @classmethod
-    def start(cls, config: TrainConfig, twin_norm: str, opening: Lockstep | None = None) -> Session:
+    def start(
+        cls,
+        config: TrainConfig,
+        twin_norm: str,
+        opening: Lockstep | None = None,
+        tree: RunTree | None = None,
+    ) -> Session:
         """A fresh run of config, with a twin (or none) that differs in normalization and in the
         conv biases that go with it (a conv feeding a norm has none; one feeding none has).
         Given `opening` (a Lockstep of the same configs, shared by every session that asks for
         them and never stepped), it continues from a clone of it."""
         lock = opening.clone() if opening is not None else cls.lockstep(config, twin_norm)
-        return cls(config, twin_norm, lock, key=structural_key(config, twin_norm))
+        session = cls(
+            config, twin_norm, key=structural_key(config, twin_norm), tree=tree or runtree.tree
+        )
+        session.tree.ride(session, Branch(lock, config, twin_norm))
+        return session
+
+    @classmethod
+    def following(cls, lead: Lead) -> Session:
+        """A follower of `lead`'s live run."""
+        leader = lead.session
+        follower = cls(leader.config, leader.twin_norm, key=leader.key, lead=lead)
+        lead.followers.add(follower)
+        follower.follow()
+        return follower
+
+    def follow(self) -> None:
+        """A follower's redraw: it shows the lead's run as it is now, unless its display is
+        held; once the lead has ended or expired it keeps a copy of the run so far."""
+        lead = self.lead
+        if lead is None or self.held or self.orphaned:
+            return
+        if not lead.live:
+            self.orphaned = True
+            lead.followers.discard(self)
+            if self.branch is not None:
+                self.branch = self.branch.copy()
+            return
+        leader = lead.session
+        self.config, self.twin_norm, self.key = leader.config, leader.twin_norm, leader.key
+        self.branch, self.replay = leader.branch, leader.replay
+
+    def hold(self, held: bool) -> None:
+        """A follower pauses its own display (a copy of the run as it is: nothing it shows
+        moves) or follows the live run again."""
+        if held and not self.held and self.branch is not None:
+            self.branch = self.branch.copy()
+        self.held = held
+        self.follow()
+
+    def copy(self) -> Session:
+        """A session of its own that goes on from what this follower shows ("take a copy"):
+        a private branch, which it trains and changes as any session does."""
+        mine = Session(
+            self.config, self.twin_norm, replay=self.replay, key=self.key, tree=self.tree
+        )
+        if self.branch is not None:
+            self.tree.ride(mine, self.branch.copy())
+        return mine
+
+    @property
+    def leader(self) -> Session | None:
+        """The session a live follower shows (None: not a follower, or it no longer follows)."""
+        if self.lead is None or self.held or self.orphaned:
+            return None
+        return self.lead.session
 
     @staticmethod
     def lockstep(config: TrainConfig, twin_norm: str) -> Lockstep:
@@ -79,6 +145,28 @@ class Session:
     @classmethod
     def replaying(cls, run: Run) -> Session:
         return cls(run.config, replay=run)
+
+    @property
+    def lock(self) -> Lockstep | None:
+        return self.branch.lock if self.branch is not None else None
+
+    @property
+    def guard(self) -> threading.RLock:
+        """Held by everything that touches the model (its branch's lock)."""
+        return self.branch.guard if self.branch is not None else self._guard
+
+    @property
+    def serial(self) -> str:
+        """Names the run this session shows: a new one when it moves to another branch."""
+        return self.branch.serial if self.branch is not None else f"replay {id(self.replay)}"
+
+    @property
+    def error(self) -> str:
+        return self.branch.error if self.branch is not None else ""
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.branch.steps_per_second if self.branch is not None else self._speed
 
     @property
     def trainer(self) -> Trainer | None:
@@ -97,12 +185,19 @@ class Session:
         return self.lock.runs[1]
 
     @property
+    def riders(self) -> int:
+        """How many sessions (this one included) ride its branch."""
+        return len(self.branch.riders) if self.branch is not None else 0
+
+    @property
     def finished(self) -> bool:
         return self.replay is not None or bool(self.error) or self.run.status != "running"
 
     @property
     def state(self) -> str:
         """playing, paused, finished, diverged, failed, stopped or replay."""
+        if self.leader is not None:
+            return self.leader.state  # the lecturer's
         if self.replay is not None:
             return "replay"
         if self.error:
@@ -116,57 +211,49 @@ class Session:
 
     @property
     def wants_training(self) -> bool:
-        return not (self.finished or self.stopped) and (self.playing or self.steps_left > 0)
+        """Playing or with steps left, and its tab still open (a closed tab wants nothing,
+        whether or not a trainer has noticed yet)."""
+        wants = not (self.finished or self.stopped) and (self.playing or self.steps_left > 0)
+        return wants and self.alive()
 
     def touch(self) -> None:
         """The page was drawn just now: its tab is open."""
         self.seen = time.monotonic()
 
+    def alive(self) -> bool:
+        """Whether its tab is open: connected, and drawn within STALE_SECONDS."""
+        return self.connected() and time.monotonic() - self.seen <= STALE_SECONDS
+
     def advance(self, steps: int) -> int:
         """Train `steps` steps on this thread (tests and scripts; the app trains on the
         worker, see train()); returns how many were taken."""
+        branch = self.tree.own(self) if self.riders > 1 else self.branch  # others stay put
         start, done = time.perf_counter(), 0
         while not self.finished and done < steps:
-            with self.guard:
-                self.lock.step(1)
+            with branch.guard:
+                branch.lock.step(1)
             done += 1
+        branch.refresh()
         elapsed = time.perf_counter() - start
         if done and elapsed > 0:
-            self.steps_per_second = done / elapsed
+            self._speed = branch.steps_per_second = done / elapsed
         self._settle()
         return done
+
+    def board(self) -> Branch:
+        """The branch to train now: a known one of the same history, or its own (RunTree.board)."""
+        return self.tree.board(self)
 
     def train(
         self,
         others_waiting: Callable[[], bool] = lambda: False,
-        connected: Callable[[], bool] = lambda: True,
+        connected: Callable[[], bool] | None = None,
     ) -> int:
-        """Run on a worker thread: train while playing or steps are left, one step at a time
-        so that Pause stops within a step. Stops when the browser has gone (not connected(),
-        or no redraw for STALE_SECONDS); gives up the thread after QUANTUM_SECONDS when
-        other sessions wait for one. Returns the steps taken."""
-        start, done = time.perf_counter(), 0
-        times = deque([start], maxlen=SPEED_WINDOW + 1)
-        while self.wants_training:
-            if not connected() or time.monotonic() - self.seen > STALE_SECONDS:
-                self.playing, self.steps_left = False, 0
-                break
-            try:
-                with self.guard:
-                    self.lock.step(1)
-            except Exception as e:  # a bug in bnviz: this session stops and says so
-                log.exception("bnviz: training failed")
-                self.error = (
-                    f"Training stopped at step {self.run.num_steps + 1} by an error in bnviz "
-                    f"({type(e).__name__}: {str(e)[:200]}). Press Reset to start again."
-                )
-                break
-            self.steps_left = max(0, self.steps_left - 1)
-            done += 1
-            times.append(time.perf_counter())  # the speed of the latest steps
-            self.steps_per_second = (len(times) - 1) / (times[-1] - times[0])
-            if times[-1] - start > QUANTUM_SECONDS and others_waiting():
-                break  # the page queues this session again on its next redraw
+        """Run on a worker thread: train this session's branch while it or another rider
+        plays it (Branch.train). Returns the steps taken."""
+        if connected is not None:
+            self.connected = connected
+        done = self.board().train(self.tree, others_waiting)
         self._settle()
         return done
 
@@ -177,19 +264,18 @@ class Session:
     def stop(self) -> None:
         """Stop training (within a step): the page has let go of this session."""
         self.stopped, self.playing, self.steps_left = True, False, 0
+        self.tree.leave(self)
 
-    def frame(self) -> Frame:
+    def frame(self, settled: bool = False) -> Frame:
         """What to draw now: copies of the records that later steps leave alone, so drawing
-        does not hold up training."""
-        with self.guard:
-            twin = self.twin
-            return Frame(
-                self,
-                self.run.frozen(),
-                twin.frozen() if twin is not None else None,
-                self.state,
-                self.steps_per_second,
-            )
+        does not hold up training (Branch.picture); settled, as they were at most a second
+        ago (Branch.settled_picture: live charts)."""
+        branch = self.branch  # read once: the session may move to another between steps
+        if branch is None:
+            twin = self.replay.twin
+            return Frame(self, self.replay.frozen(), twin and twin.frozen(), "replay", 0.0)
+        run, twin = branch.settled_picture() if settled else branch.picture()
+        return Frame(self, run, twin, self.state, branch.steps_per_second, branch)
 
     @property
     def more_steps(self) -> int:
@@ -212,14 +298,15 @@ class Session:
         live settings apply from the next step (Trainer.set), an ended run reopens from its
         last recorded step (Lockstep.resume, with more_steps more in its budget), and the
         record as it stood is kept as run.parent, so that the figures draw where the branch
-        starts and how the run before it ended."""
-        with self.guard:
+        starts and how the run before it ended. A branch others ride is copied first."""
+        branch = self.tree.own(self)
+        with branch.guard:
             parent = self.run.frozen()
             if self.run.status != "running":
-                self.lock.resume(self.more_steps)
-            if changes:
-                self.lock.set(**changes)
+                branch.resume(self.more_steps)
+            branch.set(changes)
             self.run.parent = parent
+            branch.refresh()
             self.playing = play
 
     def pending_changes(self, config: TrainConfig) -> list[str]:
@@ -228,10 +315,11 @@ class Session:
         return [k for k in LIVE_FIELDS if getattr(config, k) != run.setting_at(k)]
 
     def apply_live_changes(self, config: TrainConfig) -> list[str]:
-        """Apply changed batch size / eps / momentum / lr from the next step on."""
+        """Apply changed batch size / eps / momentum / lr from the next step on (on a copy of
+        the branch if others ride it: this session branches off here)."""
         changes = {k: getattr(config, k) for k in self.pending_changes(config)}
         if changes:
-            self.lock.set(**changes)
+            self.tree.own(self).set(changes)
         return list(changes)
 
 
@@ -257,6 +345,7 @@ class Frame:
     twin: Run | None
     state: str
     steps_per_second: float
+    branch: Branch | None = None  # the training it was read from (None: a replay)
 
     @property
     def replay(self) -> Run | None:
@@ -264,15 +353,34 @@ class Frame:
 
     @property
     def trainer(self) -> Trainer | None:
-        return self.session.trainer
+        return self.branch.lock.trainers[0] if self.branch is not None else None
 
     @property
     def guard(self) -> threading.RLock:
-        return self.session.guard
+        return self.branch.guard if self.branch is not None else self.session.guard
 
     @property
     def serial(self) -> str:
-        return self.session.serial
+        return self.branch.serial if self.branch is not None else self.session.serial
+
+    @property
+    def content(self) -> tuple | None:
+        """What determines every record drawn from this frame: its branch's history and how
+        far each run has got (training is deterministic). None where nothing guarantees it:
+        a replay, or a branch stopped by a fault."""
+        if self.branch is None or self.branch.broken:
+            return None
+        twin = self.twin
+        return (
+            self.branch.identity,
+            (self.run.num_steps, self.run.status),
+            None if twin is None else (twin.num_steps, twin.status),
+        )
+
+    @property
+    def riders(self) -> int:
+        """How many sessions ride the branch it was read from (this one included)."""
+        return len(self.branch.riders) if self.branch is not None else 0
 
     @property
     def playing(self) -> bool:

@@ -7,7 +7,7 @@ import streamlit as st
 
 from ... import figures
 from ..session import Frame
-from .common import ALL_CHANNELS, chart, pick_channel, pick_layer, pick_step, secondary_chart
+from .common import ALL_CHANNELS, chart, drawn, pick_channel, pick_layer, pick_step, secondary_chart
 
 
 def render(frame: Frame) -> None:
@@ -24,10 +24,8 @@ def render(frame: Frame) -> None:
     if not pinned and step != run.num_steps:
         every = f" (one every {steps[-1] - steps[-2]} steps)" if len(steps) > 1 else ""
         st.caption(f"Step {step} is the newest snapshot{every}; the run is at {run.num_steps}.")
-    chart(
-        figures.histogram_figure(run, layer, index, None if channel == ALL_CHANNELS else channel),
-        "histograms",
-    )
+    selected = None if channel == ALL_CHANNELS else channel
+    chart(drawn(frame, figures.histogram_figure, run, layer, index, selected), "histograms")
     st.caption(
         f"Histograms use the first {run.hist_images} images of that step's training batch; the bin "
         "edges are fixed for the whole run, so steps compare. Values beyond the edges count in "
@@ -42,7 +40,9 @@ def render(frame: Frame) -> None:
     )
     left, right = st.columns(2)
     with left:
-        build = lambda: figures.percentile_figure(run, layer, twin, which)  # noqa: E731
+        build = lambda: drawn(frame, figures.percentile_figure, run, layer, twin, which)  # noqa: E731
         secondary_chart(frame, "percentiles", build, layer, which)
     with right:
-        secondary_chart(frame, "saturation", lambda: figures.saturation_figure(run, twin))
+        secondary_chart(
+            frame, "saturation", lambda: drawn(frame, figures.saturation_figure, run, twin)
+        )

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import plotly.graph_objects as go
+import plotly.io as pio
 import streamlit as st
 
 from ...alttext import describe
+from ...cache import SharedCache
 from ...record import Run
 from ..session import Frame
 
@@ -26,10 +29,59 @@ def new_redraw() -> None:
     st.session_state[SECONDARY_TURN] = True
 
 
+class Prepared(go.Figure):
+    """A finished figure that is serialized once, however many pages draw it. st.plotly_chart
+    asks a figure for its dict (plotly.tools.return_figure_from_figure_or_data), copies it and
+    turns its arrays into base64 on every call: a few milliseconds a chart, for every page of a
+    class. This one answers with the JSON-ready dict it made once, and knows its text
+    alternative. It holds nothing else (copying the figure into it costs ten times more than
+    serializing it): the app's tests read every chart's spec as Streamlit sends it, so they
+    fail if Streamlit ever stops asking for to_dict. Read-only: nothing changes a drawn
+    figure."""
+
+    def __init__(self, figure: go.Figure):
+        super().__init__()
+        self._spec = json.loads(pio.to_json(figure, validate=False))
+        self._alt = describe(figure)  # plotly figures take no public attributes
+
+    @property
+    def alt(self) -> str:
+        return self._alt
+
+    def to_dict(self) -> dict:
+        return self._spec
+
+
+# Figures are pure functions of the record: sessions showing the same records (a class riding
+# one shared run, or opening one link) draw each figure once. Bounded: a few per view.
+_drawn = SharedCache(max_items=64, logged=False)
+
+
+def drawn(frame: Frame, build: Callable[..., go.Figure], *args) -> go.Figure:
+    """build(*args), where args are the frame's runs and plain values (a layer, a channel),
+    built and serialized once for every session whose frame has the same content
+    (Frame.content)."""
+    content = frame.content
+    if content is None:
+        return build(*args)
+    key = (build.__qualname__, content, tuple(_token(frame, a) for a in args))
+    return _drawn.get_or_compute(key, lambda: Prepared(build(*args)))
+
+
+def _token(frame: Frame, value):
+    """An argument in a figure's key: the frame's runs by role, anything else as it is."""
+    if value is frame.run:
+        return "run"
+    if value is frame.twin and value is not None:
+        return "twin"
+    return value
+
+
 def chart(figure: go.Figure, key: str) -> None:
     """A plotly figure at full width (Streamlit's theme follows light/dark mode), with a text
     alternative read from the figure (its title and latest values) as its accessible name."""
-    st.plotly_chart(figure, width="stretch", key=key, alt=describe(figure))
+    alt = figure.alt if isinstance(figure, Prepared) else describe(figure)
+    st.plotly_chart(figure, width="stretch", key=key, alt=alt)
 
 
 def secondary_chart(frame: Frame, key: str, build: Callable[[], go.Figure], *inputs) -> None:

@@ -9,7 +9,7 @@ from ... import figures
 from ...config import NORM_NAMES
 from ...record import Run
 from ..session import Frame
-from .common import chart, pair, secondary_chart
+from .common import chart, drawn, pair, secondary_chart
 
 RECENT_STEPS = 20  # the caption's medians are over this many latest steps
 
@@ -48,9 +48,9 @@ def measured(run: Run, twin: Run | None) -> str:
 def render(frame: Frame) -> None:
     left, right = pair()
     with left:
-        chart(figures.grad_norm_figure(frame.run, frame.twin), "grad_norm")
+        chart(drawn(frame, figures.grad_norm_figure, frame.run, frame.twin), "grad_norm")
     with right:
-        build = lambda: figures.update_ratio_figure(frame.run, frame.twin)  # noqa: E731
+        build = lambda: drawn(frame, figures.update_ratio_figure, frame.run, frame.twin)  # noqa: E731
         secondary_chart(frame, "update_ratio", build)
     st.caption(
         "Left: the norm of the loss gradient reaching each normalization layer's input. Right: "

@@ -12,7 +12,7 @@ from ...batchnorm import effective_window
 from ...record import momentum_numbers
 from ..controls import plain
 from ..session import Frame
-from .common import chart, pick_channel, pick_layer, pick_step, secondary_chart
+from .common import chart, drawn, pick_channel, pick_layer, pick_step, secondary_chart
 
 
 def _steps(window: float) -> str:
@@ -65,7 +65,7 @@ def render(frame: Frame) -> None:
     steps = range(1, run.num_steps + 1)
     step, pinned = pick_step(steps, "rs_step", "Step for the numbers below", cols[2])
     index = step - 1
-    chart(figures.running_stats_figure(run, layer, channel), "running_stats")
+    chart(drawn(frame, figures.running_stats_figure, run, layer, channel), "running_stats")
     info = run.layers[layer]
     if info.has_running_stats:
         numbers = momentum_numbers(run, layer, channel, index)
@@ -95,7 +95,9 @@ def render(frame: Frame) -> None:
         )
     left, right = st.columns(2)
     with left:
-        secondary_chart(frame, "affine", lambda: figures.affine_figure(run, layer), layer)
+        secondary_chart(
+            frame, "affine", lambda: drawn(frame, figures.affine_figure, run, layer), layer
+        )
     with right:
-        build = lambda: figures.gain_figure(run, layer, index)  # noqa: E731
+        build = lambda: drawn(frame, figures.gain_figure, run, layer, index)  # noqa: E731
         secondary_chart(frame, "gain", build, layer, pinned and step)

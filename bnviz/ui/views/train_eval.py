@@ -8,12 +8,12 @@ import streamlit as st
 from ... import figures
 from ...measure import batch_noise
 from ..session import Frame
-from .common import chart, pick_channel, pick_layer
+from .common import chart, drawn, pick_channel, pick_layer
 
 
 def render(frame: Frame) -> None:
     run = frame.run
-    chart(figures.eval_gap_figure(run, frame.twin), "eval_gap")
+    chart(drawn(frame, figures.eval_gap_figure, run, frame.twin), "eval_gap")
     st.caption(
         "Above zero: the network does better on test data when BatchNorm uses the statistics of "
         "each test batch than its running averages, as when the averages lag behind the "

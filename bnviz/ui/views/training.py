@@ -8,7 +8,7 @@ import streamlit as st
 
 from ... import figures
 from ..session import Frame
-from .common import chart, pair, presenting, secondary_chart
+from .common import chart, drawn, pair, presenting, secondary_chart
 
 
 def _latest(values: list[float]) -> str:
@@ -28,9 +28,9 @@ def render(frame: Frame) -> None:
         _metrics(run, twin)
     left, right = pair()
     with left:
-        chart(figures.loss_figure(run, twin), "loss")
+        chart(drawn(frame, figures.loss_figure, run, twin), "loss")
     with right:
-        secondary_chart(frame, "accuracy", lambda: figures.accuracy_figure(run, twin))
+        secondary_chart(frame, "accuracy", lambda: drawn(frame, figures.accuracy_figure, run, twin))
     if presenting():
         _metrics(run, twin)
     _caption()
