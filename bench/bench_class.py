@@ -744,16 +744,18 @@ def class_table(result: dict, cores: int) -> str:
              f"p95 ≤ {FIRST_CHART_TARGET_S:g} s"),
         ])  # fmt: skip
 
-    def watched(part: str, r: dict, sessions: int, expected: int) -> None:
+    def watched(part: str, r: dict, sessions: int, expected: int, speed: bool = True) -> None:
+        """speed: hold each session to SEEN_TARGET (not where trainers take turns)."""
         w, t, seen = r["watch"], r["train"], r["watch"]["seen_steps_per_s"]
+        fast, every = (f"≥ {SEEN_TARGET:g}", "all") if speed else ("", "")
         rows.extend([
             (part, "sessions with an error", str(w["with_error"]), "0"),
             (part, "sessions whose step counter advanced", f"{w['advancing']} of {sessions}",
              "all"),
             (part, "steps/s each session saw added: min; median",
-             f"{_rate(seen['min'])}; {_rate(seen['median'])}", f"≥ {SEEN_TARGET:g}"),
+             f"{_rate(seen['min'])}; {_rate(seen['median'])}", fast),
             (part, f"sessions that saw ≥ {SEEN_TARGET:g} steps/s",
-             f"{seen['at_target']} of {sessions}", "all"),
+             f"{seen['at_target']} of {sessions}", every),
             (part, "browser step counter refreshes/s, min",
              _rate(w["browser_refreshes_per_s"]["min"]), f"≥ {REFRESH_TARGET:g}"),
             (part, "trainers; distinct histories they trained",
@@ -770,7 +772,7 @@ def class_table(result: dict, cores: int) -> str:
     if "batch" in result:
         r = result["batch"]
         part = f"4 batch sizes ({r['seconds']:.0f} s)"
-        watched(part, r, r["sessions"], r["expected_histories"])
+        watched(part, r, r["sessions"], r["expected_histories"], speed=False)
     if "follow" in result:
         r = result["follow"]
         if "error" in r:
