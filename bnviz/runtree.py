@@ -8,9 +8,10 @@ branch branches off, at that step, from a copy; from then on it trains its own b
 others with the same history can join when they press Play.
 
 A session rides a branch while it wants training (Play, Step 10). One that stops wanting it
-while others still do (Pause, the end of its ten steps, a closed tab) gets a copy of the branch
-at that step, so that its pictures and measurements hold still; the trainer goes on for the
-others, and stops when nobody plays it. Plain Python, no streamlit.
+while others still do (Pause, the end of its ten steps) gets a copy of the branch at that step,
+so that its pictures and measurements hold still (a closed tab just leaves); the trainer goes
+on for the others, and stops when nobody plays it. A run nobody plays is not joined. Followers
+(Leads, below) watch another session's branch without riding it. Plain Python, no streamlit.
 """
 
 from __future__ import annotations
@@ -109,9 +110,9 @@ class Branch:
     def copy(self) -> Branch:
         """A private copy that continues exactly as this branch would (same identity)."""
         with self.guard:
-            twin = Branch(self.lock.clone(), self.config, self.twin, self.history)
-            twin.steps_per_second = self.steps_per_second
-            return twin
+            copied = Branch(self.lock.clone(), self.config, self.twin, self.history)
+            copied.steps_per_second = self.steps_per_second
+            return copied
 
     def set(self, changes: dict) -> None:
         """Change live settings from the next step on (Trainer.set), in the history too."""
@@ -308,8 +309,7 @@ class Lead:
     expires: float  # time.time()
     alive: Callable[[], bool] = lambda: True  # whether the lecturer's tab is still open
     session: Any = None  # the lecturer's current Session (a new one after Reset)
-    scenario: str = ""  # the lecturer's scenario, its controls' values and hidden controls
-    values: dict = field(default_factory=dict)
+    scenario: str = ""  # the lecturer's scenario and hidden controls (a copy takes them)
     hidden: list = field(default_factory=list)
     ended: bool = False  # the lecturer stopped sharing
     followers: weakref.WeakSet = field(default_factory=weakref.WeakSet)

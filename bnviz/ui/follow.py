@@ -45,17 +45,15 @@ def _unshare() -> None:
         runtree.leads.stop(lead)
 
 
-def share_panel(
-    session: Session, scenario: str, values: dict, hidden: list, alive: Callable[[], bool]
-) -> None:
-    """ "Share my live run" in the sidebar, and the lecturer's side of a shared run: what the
+def share_panel(session: Session, scenario: str, hidden: list, alive: Callable[[], bool]) -> None:
+    """The sidebar's "Share my live run", and the lecturer's side of a shared run: what the
     followers read is refreshed on every run of the lecturer's page."""
     lead = st.session_state.get("sharing")
     if lead is not None and not lead.live:  # expired
         st.session_state.pop("sharing")
         lead = None
     if lead is not None:
-        lead.session, lead.scenario, lead.values, lead.hidden = session, scenario, values, hidden
+        lead.session, lead.scenario, lead.hidden = session, scenario, hidden
     with st.sidebar.expander("Share my live run", expanded=lead is not None):
         if lead is None:
             st.caption(

@@ -577,7 +577,7 @@ def _page():
     session = _current_session(config, twin)
     session.touch()
     hidden = st.session_state.get("hidden", [])
-    follow.share_panel(session, scenario_id, sidebar.values(), hidden, session.connected)
+    follow.share_panel(session, scenario_id, hidden, session.connected)
     style.inject(present=presenting())
     keys.inject()
     if not presenting():
