@@ -132,3 +132,12 @@ def test_a_wrong_or_expired_code_says_why_and_opens_the_app(lecturer, monkeypatc
     errors = " ".join(e.value for e in student.error)
     assert "This follow link does not work" in errors and why in errors
     assert session(student).lead is None and student.get("plotly_chart")  # the app, on its own
+
+
+def test_a_follower_who_leaves_gets_the_app_on_its_own(lecturer):
+    student = open_app(follow=share(lecturer))
+    student.sidebar.button(key="unfollow").click().run()
+    assert not student.exception, student.exception
+    assert session(student).lead is None and session(student).branch is not None
+    assert student.select_slider(key="batch_size")  # its own controls again
+    assert not lecturer.session_state["sharing"].followers  # no longer counted
