@@ -1,5 +1,6 @@
-"""One browser session's training: the main network and its twin in lockstep, and play state.
-Plain Python (no streamlit), so it can be tested on its own."""
+"""One browser session: the run it shows (a branch of the server's run tree, bnviz/runtree.py,
+which it rides with every session of the same history, or a lecturer's that it follows), and
+its own play state. Plain Python (no streamlit), so it can be tested on its own."""
 
 from __future__ import annotations
 
