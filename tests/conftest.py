@@ -43,6 +43,27 @@ def _fresh_run_tree(monkeypatch):
         monkeypatch.setattr(module, "_drawn", SharedCache(max_items=64, logged=False))
 
 
+@pytest.fixture
+def stepped(monkeypatch):
+    """A condition notified after every training step of any run, and when a test's training
+    thread ends: wait on it (wait_for) instead of sleeping and polling."""
+    import threading
+
+    from bnviz.trainer import Lockstep
+
+    condition, step = threading.Condition(), Lockstep.step
+
+    def notifying(self, n=1):
+        try:
+            return step(self, n)
+        finally:
+            with condition:
+                condition.notify_all()
+
+    monkeypatch.setattr(Lockstep, "step", notifying)
+    return condition
+
+
 LOOPBACK = ("127.", "::1", "localhost", "0.0.0.0")
 
 

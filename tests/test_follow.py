@@ -24,13 +24,6 @@ def text(at) -> str:
     )
 
 
-def wait_until(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not condition():  # training goes on between script runs, on the worker's threads
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
 def share(lecturer) -> str:
     lecturer.button(key="share").click().run()
     assert not lecturer.exception, lecturer.exception
@@ -47,7 +40,11 @@ def lecturer():
     session(at).stop()
 
 
-def test_a_follower_watches_the_lecturers_run_live_and_read_only(lecturer):
+def test_a_follower_watches_the_lecturers_run_live_and_read_only(lecturer, stepped):
+    def wait_until(condition):  # training goes on between script runs, on the worker's threads
+        with stepped:
+            assert stepped.wait_for(condition, timeout=60), "training stopped"
+
     code = share(lecturer)
     student = open_app(follow=code)
     follower = session(student)

@@ -44,18 +44,27 @@ def train(session):
 
 
 class Playing:
-    """A branch trained on a thread of its own, as the page's worker does."""
+    """A branch trained on a thread of its own, as the page's worker does; `stepped` (the
+    conftest fixture) is notified after each step and when the thread ends."""
 
-    def __init__(self, session):
-        self.session = session
-        self.thread = threading.Thread(target=train, args=(session,))
+    def __init__(self, session, stepped):
+        self.session, self.stepped = session, stepped
+        self.thread = threading.Thread(target=self._train)
         self.thread.start()
 
+    def _train(self):
+        try:
+            train(self.session)
+        finally:
+            with self.stepped:
+                self.stepped.notify_all()
+
     def until(self, step):
-        deadline = time.monotonic() + 60
-        while self.session.run.num_steps < step:  # polls the record; no fixed sleep
-            assert time.monotonic() < deadline and self.thread.is_alive(), "it stopped"
-            time.sleep(0.005)
+        with self.stepped:
+            self.stepped.wait_for(
+                lambda: self.session.run.num_steps >= step or not self.thread.is_alive(), 60
+            )
+        assert self.session.run.num_steps >= step, "it stopped"
 
     def join(self):
         self.thread.join(60)
@@ -75,11 +84,11 @@ def test_sessions_with_one_history_share_one_trainer_and_see_its_records():
     assert a.state == b.state == c.state == "finished" and not b.playing
 
 
-def test_a_session_that_joins_later_sees_the_records_it_would_have_computed_alone():
+def test_a_session_that_joins_later_sees_the_records_it_would_have_computed_alone(stepped):
     tree = RunTree()
     early, late = opened(tree, 2, steps=10_000)
     early.playing = True
-    playing = Playing(early)
+    playing = Playing(early, stepped)
     playing.until(20)
     late.playing = True
     assert late.board() is early.branch  # it joins at the branch's step, ahead of its own
@@ -118,12 +127,12 @@ def test_a_change_branches_off_from_a_copy_and_the_others_go_on_unchanged():
     assert b.run.changes == [{"step": 11, "field": "lr", "old": 0.05, "new": 0.3}]
 
 
-def test_pausing_while_others_play_holds_the_picture_and_not_the_trainer():
+def test_pausing_while_others_play_holds_the_picture_and_not_the_trainer(stepped):
     tree = RunTree()
     watcher, player = opened(tree, 2, steps=10_000)
     watcher.playing = player.playing = True
     watcher.board(), player.board()
-    playing = Playing(player)
+    playing = Playing(player, stepped)
     playing.until(15)
     watcher.playing = False  # Pause: it gets a copy before the next step
     playing.until(30)
