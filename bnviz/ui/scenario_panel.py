@@ -12,7 +12,8 @@ from .controls import plain
 from .session import Frame, queue_text
 from .views.common import Prepared, chart, presenting
 
-# Every session with a scenario's results draws the same figures: built once, a few scenarios'
+# Every session with a scenario's results draws the same figures: built once. Bounded: a few
+# scenarios' worth.
 _drawn = SharedCache(max_items=16, logged=False)
 
 
