@@ -7,7 +7,7 @@ tests/test_browser.py (whose server fixture this shares), unless BNVIZ_REQUIRE_B
 from urllib.parse import quote
 
 import pytest
-from test_browser import SCREENSHOTS, server  # noqa: F401 (a fixture)
+from test_browser import keep_screenshot, server  # noqa: F401 (a fixture)
 
 from bench.harness import CHROMIUM, CHROMIUM_ARGS, IDLE
 from bnviz.ui.links import VIEWS
@@ -55,7 +55,6 @@ MEASURE = """() => {
 def phone(server):  # noqa: F811
     from playwright.sync_api import sync_playwright
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(
@@ -88,12 +87,12 @@ def test_phone_layout(phone, query, view):
         page.wait_for_function("() => /step 30 of/.test(document.body.innerText)", timeout=60_000)
         page.wait_for_selector(IDLE, timeout=60_000)
     name = query.split("=", 1)[1].replace("%20", "-").replace("%26", "and").lower()
-    page.screenshot(path=str(SCREENSHOTS / f"phone-{name}.png"))
+    keep_screenshot(page, f"phone-{name}.png")
     got = page.evaluate(MEASURE)
     # the whole page, for a person to look at: as tall as the content, as wide as the phone
     tall = page.evaluate("() => document.querySelector(\"[data-testid='stMain']\").scrollHeight")
     page.set_viewport_size({"width": WIDTH, "height": min(tall, 8000)})
-    page.screenshot(path=str(SCREENSHOTS / f"phone-{name}-whole.png"))
+    keep_screenshot(page, f"phone-{name}-whole.png")
     page.close()
 
     assert got["page"] <= WIDTH, f"the page is {got['page']} px wide"

@@ -2,7 +2,7 @@
 test_browser.py for the server and the skip rules). A projector is 1280 x 720 at 150% browser
 zoom: a CSS viewport of 853 x 480 at device scale 1.5."""
 
-from test_browser import SCREENSHOTS, _shown_step, server  # noqa: F401  (a fixture)
+from test_browser import _shown_step, keep_screenshot, server  # noqa: F401  (a fixture)
 
 from bench.harness import CHROMIUM, CHROMIUM_ARGS, IDLE
 
@@ -28,12 +28,11 @@ def _open(page, url: str) -> None:
 def test_presenter_mode_fits_a_projector_with_the_chart_on_the_first_screen(server):  # noqa: F811
     from playwright.sync_api import sync_playwright
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         viewport = {"width": 853, "height": 480}
         browser, page, errors = _page(p, viewport=viewport, device_scale_factor=1.5)
         _open(page, f"{server}/?scenario=high-lr&present=1")
-        page.screenshot(path=str(SCREENSHOTS / "presenter-projector.png"))
+        keep_screenshot(page, "presenter-projector.png")
         top = min(r["top"] for r in page.evaluate(VISIBLE_CHARTS))
         assert 0 <= top < viewport["height"], f"the first chart starts at {top}px"
         play = page.locator(".st-key-play button")
