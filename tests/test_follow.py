@@ -24,7 +24,22 @@ def text(at) -> str:
     )
 
 
+def in_order(node, kinds: tuple) -> list:
+    """The elements of these kinds under `node`, top to bottom, as (kind, label)."""
+    found = [(node.type, getattr(node, "label", None))] if node.type in kinds else []
+    for child in getattr(node, "children", {}).values():
+        found += in_order(child, kinds)
+    return found
+
+
 def share(lecturer) -> str:
+    # a lecturer finds it at the top of the sidebar, under Presenter mode, not past the settings
+    sidebar = in_order(lecturer.sidebar, ("toggle", "expander", "selectbox"))
+    assert sidebar[:3] == [
+        ("selectbox", "Scenario"),
+        ("toggle", "Presenter mode"),
+        ("expander", "Share my live run"),
+    ], sidebar[:4]
     lecturer.button(key="share").click().run()
     assert not lecturer.exception, lecturer.exception
     lead = lecturer.session_state["sharing"]

@@ -45,16 +45,19 @@ def _unshare() -> None:
         runtree.leads.stop(lead)
 
 
-def share_panel(session: Session, scenario: str, hidden: list, alive: Callable[[], bool]) -> None:
-    """The sidebar's "Share my live run", and the lecturer's side of a shared run: what the
-    followers read is refreshed on every run of the lecturer's page."""
+def share_panel(
+    where, session: Session, scenario: str, hidden: list, alive: Callable[[], bool]
+) -> None:
+    """The sidebar's "Share my live run" (drawn in the container `where`), and the lecturer's
+    side of a shared run: what the followers read is refreshed on every run of the lecturer's
+    page."""
     lead = st.session_state.get("sharing")
     if lead is not None and not lead.live:  # expired
         st.session_state.pop("sharing")
         lead = None
     if lead is not None:
         lead.session, lead.scenario, lead.hidden = session, scenario, hidden
-    with st.sidebar.expander("Share my live run", expanded=lead is not None):
+    with where.expander("Share my live run", expanded=lead is not None):
         if lead is None:
             st.caption(
                 "A link for the class: whoever opens it watches this run live, read-only (your "

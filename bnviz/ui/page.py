@@ -572,12 +572,13 @@ def _page():
         help="For a projector: large type, the open view's chart on the first screen, a "
         "scenario's takeaway with its explanation one click away. The link includes it.",
     )
+    share_slot = st.sidebar.container()  # beside Presenter mode: both are for the lecturer
     config, twin, refused = _settings(set(st.session_state.get("hidden", [])))
     links.share_link(sidebar.values(), scenario_id)
     session = _current_session(config, twin)
     session.touch()
     hidden = st.session_state.get("hidden", [])
-    follow.share_panel(session, scenario_id, hidden, session.connected)
+    follow.share_panel(share_slot, session, scenario_id, hidden, session.connected)
     style.inject(present=presenting())
     keys.inject()
     if not presenting():
