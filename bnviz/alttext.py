@@ -116,7 +116,8 @@ def describe(fig) -> str:
         ref = str(t.get("xaxis", "x"))[1:]
         panel = panels[int(ref or 1) - 1] if panels else ""
         name = _plain(t.get("name"))
-        label = f"{panel}: {name}" if panel and name and len(panels) > 1 else name or panel
+        named = panel and name and len(panels) > 1 and not name.startswith(panel)  # not twice
+        label = f"{panel}: {name}" if named else name or panel
         label = label or _title(layout, f"yaxis{str(t.get('yaxis', 'y'))[1:]}") or "values"
         if kind == "table":
             header = _values((t.get("header") or {}).get("values"))
