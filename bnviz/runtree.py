@@ -315,8 +315,12 @@ class Lead:
     followers: weakref.WeakSet = field(default_factory=weakref.WeakSet)
 
     @property
+    def expired(self) -> bool:
+        return time.time() >= self.expires
+
+    @property
     def live(self) -> bool:
-        return not self.ended and time.time() < self.expires and self.alive()
+        return not self.ended and not self.expired and self.alive()
 
 
 class Leads:
@@ -362,7 +366,7 @@ class Leads:
                 del self._leads[code]
                 self._gone[code] = (
                     f"This link expired: a shared run can be followed for {self.hours:g} hours."
-                    if time.time() >= lead.expires
+                    if lead.expired
                     else "The session that shared this run has ended. Ask for a new link."
                 )
         while len(self._gone) > REMEMBERED_CODES:

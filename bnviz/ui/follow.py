@@ -140,7 +140,8 @@ def buttons(session: Session) -> None:
     )
 
 
-def sidebar(session: Session) -> None:
+def sidebar() -> None:
+    """A follower's sidebar: whose settings these are, and Leave."""
     side = st.sidebar
     side.header("Following a shared run")
     side.caption(
@@ -156,7 +157,7 @@ def banner(session: Session) -> None:
     if session.orphaned:
         why = (
             "The shared link has expired"
-            if time.time() >= session.lead.expires
+            if session.lead.expired
             else "The session that shared this run has ended or stopped sharing"
         )
         st.warning(

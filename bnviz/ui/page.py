@@ -630,6 +630,11 @@ def _page():
 FOLLOW_POLL_SECONDS = 1.0  # a follower's still page looks this often for what its lead did
 
 
+def _live_signature(leader: Session) -> tuple:
+    """What a live follower's page was drawn from: the lead's run and its live changes."""
+    return (leader.serial, len(leader.branch.history))
+
+
 def _lead_signature(session: Session) -> tuple:
     """What a follower's still page was drawn from: when it changes, the page is drawn anew."""
     leader = session.leader
@@ -644,7 +649,7 @@ def _follower_page(session: Session):
     session.follow()
     if session.leader is not None:  # the lecturer's scenario, with its panel and view
         st.session_state["scenario"] = session.lead.scenario
-    follow.sidebar(session)
+    follow.sidebar()
     style.inject(present=presenting())
     keys.inject()
     if not presenting():
@@ -654,9 +659,7 @@ def _follower_page(session: Session):
     leader = session.leader
     if leader is not None and leader.wants_training:
         st.session_state["chart_seconds"] = every = _chart_seconds()
-        st.fragment(_follow_status, run_every=REFRESH_SECONDS)(
-            session, (leader.serial, len(leader.branch.history))
-        )
+        st.fragment(_follow_status, run_every=REFRESH_SECONDS)(session, _live_signature(leader))
         _settings_line(session.frame().run)
         st.fragment(_live_views, run_every=every)(session)
         return
@@ -672,13 +675,12 @@ def _follow_status(session: Session, drawn: tuple):
     session.touch()
     session.follow()
     leader = session.leader
-    if leader is None or not leader.wants_training:
-        st.rerun()
-    if (leader.serial, len(leader.branch.history)) != drawn:
+    if leader is None or not leader.wants_training or _live_signature(leader) != drawn:
         st.rerun()
     _status(session.frame(), settings=False)
 
 
+@_guarded
 def _follow_watch(session: Session, drawn: tuple):
     """A still follower's page draws itself anew when its lead does something."""
     session.touch()
