@@ -200,3 +200,55 @@ def test_views_follow_the_live_run_and_pause_stops_at_once(server):
         assert pause["seconds_to_stop"] <= 4.0, pause  # 5-10 s before the page drew less
         assert page.locator("[data-testid='stException']").count() == 0
         browser.close()
+
+
+def test_a_student_follows_a_shared_run_and_the_lecturer_sees_them_counted(server):
+    """A lecturer shares, a student opens the link: the lecturer's panel counts the student
+    without a click (the run paused), the student's page moves when the lecturer plays, and the
+    student's Pause holds their picture while the lecturer's run goes on."""
+    from playwright.sync_api import sync_playwright
+
+    sidebar = "() => document.querySelector(\"[data-testid='stSidebar']\").innerText"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        lecturer = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors = []
+        lecturer.on("pageerror", lambda e: errors.append(str(e)))
+        lecturer.goto(f"{server}/?scenario=bn-basics")
+        lecturer.wait_for_selector(CHART, timeout=120_000)
+        lecturer.wait_for_selector(IDLE, timeout=60_000)
+        lecturer.get_by_text("Share my live run").first.click()
+        lecturer.locator(".st-key-share button").click()
+        lecturer.wait_for_function(f"() => ({sidebar})().includes('0 following')")
+        link = re.sub(
+            r"\s",
+            "",
+            lecturer.locator("[data-testid='stSidebar'] code")
+            .filter(has_text="follow=")
+            .inner_text(),
+        )
+        assert "?follow=" in link, link
+
+        student = browser.new_page(viewport={"width": 1400, "height": 1000})
+        student.on("pageerror", lambda e: errors.append(str(e)))
+        student.goto(link)
+        student.wait_for_selector(CHART, timeout=120_000)
+        student.get_by_text("You are watching a shared run, read-only").wait_for(timeout=60_000)
+        lecturer.wait_for_function(f"() => ({sidebar})().includes('1 following')", timeout=30_000)
+
+        for page in (lecturer, student):
+            page.evaluate(STATUS_WATCH)
+        lecturer.locator(".st-key-play button").click()
+        student.get_by_text("You are watching a shared run live").wait_for(timeout=60_000)
+        _wait_for_status_step(student, 40)
+        student.wait_for_selector(IDLE, timeout=60_000)
+        student.locator(".st-key-pause button:visible").click()  # a button with help has two
+        student.get_by_text("Your picture is paused at step").wait_for(timeout=30_000)
+        student.wait_for_selector(IDLE, timeout=60_000)
+        held = _shown_step(student)
+        _wait_for_status_step(lecturer, held + 20)  # the lecturer's run goes on ...
+        assert _shown_step(student) == held  # ... and the student's picture holds still
+        keep_screenshot(student, "follow-student-paused.png")
+        assert student.locator("[data-testid='stException']").count() == 0
+        assert not errors, errors
+        browser.close()

@@ -17,6 +17,7 @@ from .controls import LOCKED_VALUES, values_of
 from .session import Session
 
 MAX_CODE = 64  # characters of a ?follow= value that are looked up at all
+FOLLOWERS_POLL_SECONDS = 2.0  # the share panel counts its followers this often
 
 
 def start(code: str) -> None:
@@ -67,12 +68,20 @@ def share_panel(
             return
         base = (st.context.url or "").split("?")[0]
         st.code(f"{base}?follow={lead.code}", language=None, wrap_lines=True)
-        until = time.strftime("%H:%M", time.localtime(lead.expires))
-        st.caption(
-            f"{len(lead.followers)} following. The link works until you close this tab or stop "
-            f"sharing, and {runtree.leads.hours:g} hours at most (until {until}, server time)."
-        )
+        st.fragment(_followers, run_every=FOLLOWERS_POLL_SECONDS)(lead)
         st.button("Stop sharing", key="unshare", on_click=_unshare)
+
+
+def _followers(lead: runtree.Lead) -> None:
+    """The share panel's count, redrawn on its own: students who open the link are counted
+    without a click, whether the run plays or not."""
+    if not lead.live:
+        st.rerun()  # the whole page: the panel offers a new link
+    until = time.strftime("%H:%M", time.localtime(lead.expires))
+    st.caption(
+        f"{len(lead.followers)} following. The link works until you close this tab or stop "
+        f"sharing, and {runtree.leads.hours:g} hours at most (until {until}, server time)."
+    )
 
 
 # -- the follower ------------------------------------------------------------------------------
