@@ -322,6 +322,12 @@ class Lead:
     def live(self) -> bool:
         return not self.ended and not self.expired and self.alive()
 
+    @property
+    def audience(self) -> int:
+        """Followers whose tab is open (a closed tab stays in `followers` until Streamlit lets
+        its session go, minutes later)."""
+        return sum(bool(f.connected()) for f in list(self.followers))
+
 
 class Leads:
     """The share codes of a server: code -> Lead, and why a code no longer works."""

@@ -153,3 +153,13 @@ def test_a_follower_who_leaves_gets_the_app_on_its_own(lecturer):
     assert session(student).lead is None and session(student).branch is not None
     assert student.select_slider(key="batch_size")  # its own controls again
     assert not lecturer.session_state["sharing"].followers  # no longer counted
+
+
+def test_a_follower_whose_tab_closed_is_no_longer_counted(lecturer):
+    student = open_app(follow=share(lecturer))
+    lecturer.run()
+    assert "1 following" in text(lecturer)
+    session(student).connected = lambda: False  # the tab closed; Streamlit keeps its session
+    lecturer.run()
+    assert "following" not in text(lecturer)
+    assert "0 following" in " ".join(c.value for c in lecturer.sidebar.caption)

@@ -20,15 +20,17 @@ MAX_CODE = 64  # characters of a ?follow= value that are looked up at all
 FOLLOWERS_POLL_SECONDS = 2.0  # the share panel counts its followers this often
 
 
-def start(code: str) -> None:
+def start(code: str, connected: Callable[[], bool]) -> None:
     """A link's ?follow=CODE, on the session's first run: follow that run, or keep the reason
-    it cannot be followed for the page to show."""
+    it cannot be followed for the page to show. `connected`: whether this tab is still open."""
     try:
         lead = runtree.leads.find(code.strip()[:MAX_CODE])
     except FollowError as e:
         st.session_state["follow_error"] = str(e)
         return
-    sessions.replace(st.session_state, Session.following(lead))
+    follower = Session.following(lead)
+    follower.connected = connected
+    sessions.replace(st.session_state, follower)
 
 
 # -- the lecturer ------------------------------------------------------------------------------
@@ -79,7 +81,7 @@ def _followers(lead: runtree.Lead) -> None:
         st.rerun()  # the whole page: the panel offers a new link
     until = time.strftime("%H:%M", time.localtime(lead.expires))
     st.caption(
-        f"{len(lead.followers)} following. The link works until you close this tab or stop "
+        f"{lead.audience} following. The link works until you close this tab or stop "
         f"sharing, and {runtree.leads.hours:g} hours at most (until {until}, server time)."
     )
 

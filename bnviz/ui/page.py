@@ -392,8 +392,8 @@ def _status(frame: Frame, settings: bool = True):
     if frame.riders > 1 and state in ("playing", "waiting"):  # one training, several pages
         text += f" · shared by {frame.riders} sessions with this history"
     lead = frame.session.lead or st.session_state.get("sharing")
-    if lead is not None and lead.followers:
-        text += f" · {len(lead.followers)} following"
+    if lead is not None and lead.audience:
+        text += f" · {lead.audience} following"
     every = st.session_state.get("chart_seconds", CHART_REFRESH_SECONDS)
     if state == "playing" and every > CHART_REFRESH_SECONDS:  # many pages open: say why
         text += f" · charts redraw every {every:.0f} s while this server has many pages open"
@@ -558,7 +558,7 @@ def _page():
         code = params.pop("follow", None)
         st.session_state["link_notes"] = links.apply_link(params)
         if code is not None:
-            follow.start(code)
+            follow.start(code, _connected())
     session = st.session_state.get("session")
     if session is not None and session.lead is not None:
         _follower_page(session)
