@@ -391,7 +391,7 @@ def _status(frame: Frame, settings: bool = True):
         text += f" · {frame.steps_per_second:.0f} steps/s"
     if frame.riders > 1 and state in ("playing", "waiting"):  # one training, several pages
         text += f" · shared by {frame.riders} sessions with this history"
-    lead = frame.session.lead or st.session_state.get("sharing")
+    lead = st.session_state.get("sharing")  # the lecturer sees who follows; followers do not
     if lead is not None and lead.audience:
         text += f" · {lead.audience} following"
     every = st.session_state.get("chart_seconds", CHART_REFRESH_SECONDS)
